@@ -1,0 +1,37 @@
+use std::{io::Write, net::SocketAddr, process::ExitCode};
+
+use clap::Parser;
+use rtcroom_server::{router, serve, shutdown_signal, Config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(%addr, %err, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    // The one line on stdout: scripts and tests read the URL from it.
+    println!("rtcroom-server listening on http://{local}/");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%local, static_dir = %config.static_dir.display(), pkg_dir = %config.pkg_dir.display(), "serving");
+    match serve(listener, router(&config), shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(%err, "server error");
+            ExitCode::FAILURE
+        }
+    }
+}
