@@ -1,10 +1,262 @@
-//! Wire types shared by the rtcroom SDK and `rtcroom-server`.
+//! Wire types shared by the rtcroom SDK and `rtcroom-server`: the one definition of the
+//! signaling protocol (documented in `docs/protocol.md`).
 //!
-//! Plain serde types only: this crate builds for `wasm32-unknown-unknown` and native targets
-//! alike, and must not pull in a JSON library (the SDK decodes through the browser's JSON).
+//! Frames are JSON text with a `type` tag. Field names are camelCase. Plain serde types only:
+//! this crate builds for `wasm32-unknown-unknown` and native alike and pulls in no JSON library.
+//! Values the server never interprets (signal payloads, peer metadata) are a type parameter `J`.
+//! The server uses a raw JSON value and relays the bytes untouched. The SDK uses a JS value.
+//!
+//! Decoding never panics. Unknown fields are ignored. An unknown `type` is a decode error,
+//! which the server answers with an `error` frame. Tagged types decode through flat frame
+//! structs (`frames`), not serde's internally tagged enums. Those buffer their content first,
+//! which breaks pass-through values like `serde_json::value::RawValue` and
+//! `serde_wasm_bindgen::preserve`.
 
-/// Version of the signaling protocol spoken by this build; negotiated on connect.
+use serde::{Deserialize, Serialize};
+
+mod frames;
+
+/// Highest signaling protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Lowest version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Version of this crate (and of the whole rtcroom release it belongs to).
 pub const RELEASE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version both sides speak: the highest version `<=` the client's offer, if any.
+pub fn negotiate_version(client: u32) -> Option<u32> {
+    (client >= MIN_PROTOCOL_VERSION).then_some(client.min(PROTOCOL_VERSION))
+}
+
+/// A frame from a client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    try_from = "frames::ClientFrame<J>",
+    bound(deserialize = "J: Deserialize<'de>")
+)]
+pub enum ClientMsg<J> {
+    /// Enter a room (or come back to it with a resume token). Must be the first frame.
+    Join {
+        /// Room name; may be omitted when the URL already names it (`/signal/{room}` or `?room=`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Highest protocol version the client speaks.
+        version: u32,
+        /// Metadata shown to the other peers (a JSON object).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<J>,
+        /// Token from an earlier `joined`: resume the same peer id after a dropped socket.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
+        /// Requested capacity when this join creates the room (only lowers the server's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        capacity: Option<u32>,
+    },
+    /// Relay `payload` to peer `to` in the same room.
+    Signal { to: String, payload: J },
+    /// Replace this peer's metadata; the others get `metadata-updated`.
+    Metadata { metadata: J },
+    /// Leave the room for good; the others get `peer-left` with reason `left`.
+    Leave,
+    /// Application-level heartbeat (browsers cannot send WebSocket pings). Answered by `pong`.
+    Ping {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ts: Option<f64>,
+    },
+}
+
+/// A peer as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo<J> {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<J>,
+}
+
+/// Why a peer left the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveReason {
+    /// It said `leave` (or closed its socket cleanly).
+    Left,
+    /// It went silent past the heartbeat timeout, or did not resume within the grace period.
+    Timeout,
+    /// The server removed it (repeated limit violations).
+    Kicked,
+}
+
+/// A frame from the server to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    try_from = "frames::ServerFrame<J>",
+    bound(deserialize = "J: Deserialize<'de>")
+)]
+pub enum ServerMsg<J> {
+    /// The join (or resume) succeeded.
+    Joined {
+        /// Negotiated protocol version.
+        version: u32,
+        room: String,
+        peer_id: String,
+        /// Present this in `join.resume` to come back after a dropped socket.
+        resume_token: String,
+        /// The other peers already in the room.
+        peers: Vec<PeerInfo<J>>,
+        /// Maximum number of peers in this room.
+        capacity: u32,
+        /// True when this join resumed an earlier session (queued signals follow).
+        #[serde(default)]
+        resumed: bool,
+    },
+    PeerJoined {
+        peer: PeerInfo<J>,
+    },
+    PeerLeft {
+        peer_id: String,
+        reason: LeaveReason,
+    },
+    Signal {
+        from: String,
+        payload: J,
+    },
+    MetadataUpdated {
+        peer_id: String,
+        metadata: J,
+    },
+    /// The room is at capacity; the connection is closed after this frame.
+    RoomFull {
+        room: String,
+        capacity: u32,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// True when the server closes the connection after this frame.
+        fatal: bool,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ts: Option<f64>,
+    },
+}
+
+/// Machine-readable error codes of `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, or a field of the wrong type.
+    MalformedFrame,
+    /// A `type` this server does not know.
+    UnknownType,
+    /// A frame above the size limit.
+    FrameTooLarge,
+    /// Too many frames per second.
+    RateLimited,
+    /// A frame that is not valid now (e.g. `signal` before `join`, a second `join`).
+    InvalidState,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// Invalid room name, metadata that is not an object, and similar.
+    InvalidArgument,
+    /// `signal.to` names nobody in this room.
+    UnknownPeer,
+    /// The peer id (from a token) is already in use.
+    DuplicatePeer,
+    /// The resume token is unknown or expired.
+    InvalidResume,
+    /// The token does not allow this room.
+    Unauthorized,
+    /// The server is at its room limit.
+    RoomLimit,
+    /// The target's queue of signals (while it reconnects) is full.
+    QueueFull,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `"room-limit"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedFrame => "malformed-frame",
+            ErrorCode::UnknownType => "unknown-type",
+            ErrorCode::FrameTooLarge => "frame-too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::InvalidState => "invalid-state",
+            ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::InvalidArgument => "invalid-argument",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::DuplicatePeer => "duplicate-peer",
+            ErrorCode::InvalidResume => "invalid-resume",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RoomLimit => "room-limit",
+            ErrorCode::QueueFull => "queue-full",
+        }
+    }
+}
+
+/// What a `signal` payload carries between two SDKs. The server relays it without looking.
+/// `kind` tags it; app-defined payloads use `app`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    try_from = "frames::PayloadFrame<J>",
+    bound(deserialize = "J: Deserialize<'de>")
+)]
+pub enum SignalPayload<J> {
+    /// An SDP offer or answer (`RTCSessionDescriptionInit`).
+    Description { description: SessionDescription },
+    /// A trickled ICE candidate; `None` marks the end of candidates.
+    Candidate { candidate: Option<IceCandidate> },
+    /// The sender is leaving (sent in-band so the other side reacts within a round trip).
+    Bye,
+    /// Anything the application sends.
+    App { data: J },
+}
+
+/// `RTCSessionDescriptionInit` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDescription {
+    #[serde(rename = "type")]
+    pub kind: SdpKind,
+    #[serde(default)]
+    pub sdp: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpKind {
+    Offer,
+    Answer,
+    Pranswer,
+    Rollback,
+}
+
+/// `RTCIceCandidateInit` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+/// Room names: 1–64 characters from `[A-Za-z0-9_.-]`, so they are safe in paths and logs.
+pub fn valid_room_name(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Peer ids follow the same rule as room names.
+pub fn valid_peer_id(id: &str) -> bool {
+    valid_room_name(id)
+}

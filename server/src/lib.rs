@@ -1,14 +1,34 @@
 //! `rtcroom-server`: signaling for rooms, the rtcstats collector, and the demo host.
 //!
-//! One process runs everything: `GET /healthz`, the demo page from the static dir, and the built
-//! npm package under `/pkg`. Later parts (signaling at `/signal`, the collector at `/rtcstats`)
-//! are routes on the same [`router`].
+//! One process runs everything: `/signal` (rooms over WebSocket, see `docs/protocol.md`),
+//! `GET /rooms/{room}` (presence), `GET /healthz`, the demo from the static dir, and the built
+//! npm package under `/pkg`.
 
-use std::{future::Future, io, net::IpAddr, path::PathBuf};
+pub mod auth;
+pub mod hub;
+pub mod signal;
 
-use axum::{routing::get, Json, Router};
+use std::{
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use hub::{Hub, HubLimits};
 use serde::Serialize;
+use signal::SignalSettings;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{services::ServeDir, trace::TraceLayer};
 
 /// Server settings: every flag also reads an `RTCROOM_*` environment variable.
@@ -27,6 +47,101 @@ pub struct Config {
     /// Directory served at `/pkg` (the built npm package).
     #[arg(long, env = "RTCROOM_PKG_DIR", default_value = "pkg")]
     pub pkg_dir: PathBuf,
+
+    /// Maximum peers per room (a room's first joiner may ask for fewer).
+    #[arg(long, env = "RTCROOM_ROOM_CAPACITY", default_value_t = 50)]
+    pub room_capacity: u32,
+    /// Maximum number of rooms at once.
+    #[arg(long, env = "RTCROOM_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+    /// Largest signaling frame in bytes.
+    #[arg(long, env = "RTCROOM_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Frames per second a connection may send (sustained).
+    #[arg(long, env = "RTCROOM_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Frames a connection may send in a burst.
+    #[arg(long, env = "RTCROOM_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+    /// Limit violations tolerated before a client is disconnected (peer-left "kicked").
+    #[arg(long, env = "RTCROOM_MAX_VIOLATIONS", default_value_t = 10)]
+    pub max_violations: u32,
+    /// A client silent this long (ms) is removed with peer-left "timeout".
+    #[arg(long, env = "RTCROOM_HEARTBEAT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// Interval (ms) of the server's WebSocket pings.
+    #[arg(long, env = "RTCROOM_PING_INTERVAL_MS", default_value_t = 10_000)]
+    pub ping_interval_ms: u64,
+    /// How long (ms) a dropped peer keeps its id and place for a resume.
+    #[arg(long, env = "RTCROOM_RESUME_GRACE_MS", default_value_t = 10_000)]
+    pub resume_grace_ms: u64,
+    /// Frames queued for a peer while it reconnects.
+    #[arg(long, env = "RTCROOM_RESUME_QUEUE", default_value_t = 256)]
+    pub resume_queue: usize,
+    /// HS256 secret: when set, joining requires a JWT (`?token=`) whose claims name the room.
+    #[arg(long, env = "RTCROOM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Origins allowed to open the signaling socket (comma-separated); empty allows all.
+    #[arg(long, env = "RTCROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Turn off `GET /rooms/{room}`.
+    #[arg(long, env = "RTCROOM_NO_PRESENCE")]
+    pub no_presence: bool,
+}
+
+impl Config {
+    /// Defaults as the command line gives them, for tests and embedding.
+    pub fn defaults() -> Config {
+        <Config as clap::Parser>::parse_from(["rtcroom-server"])
+    }
+}
+
+/// What every request handler and connection task shares.
+pub struct App {
+    hub: Mutex<Hub>,
+    pub signal: SignalSettings,
+    presence: bool,
+    /// Cancelled once on shutdown: every connection closes with 1001 going-away.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket task, so shutdown can wait for their close frames.
+    pub tasks: TaskTracker,
+}
+
+impl App {
+    pub fn new(config: &Config) -> App {
+        App {
+            hub: Mutex::new(Hub::new(HubLimits {
+                room_capacity: config.room_capacity.max(1),
+                max_rooms: config.max_rooms,
+                resume_grace: Duration::from_millis(config.resume_grace_ms),
+                resume_queue: config.resume_queue,
+            })),
+            signal: SignalSettings {
+                max_frame: config.max_frame_bytes,
+                rate: config.rate_limit,
+                burst: config.rate_burst,
+                max_violations: config.max_violations,
+                heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
+                ping_interval: Duration::from_millis(config.ping_interval_ms.max(10)),
+                jwt_secret: config.jwt_secret.clone().filter(|s| !s.is_empty()),
+                allowed_origins: config
+                    .allowed_origins
+                    .iter()
+                    .filter(|o| !o.is_empty())
+                    .cloned()
+                    .collect(),
+            },
+            presence: !config.no_presence,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The hub lock. A panic while holding it is a bug; recover the state rather than take
+    /// every other connection down with it.
+    pub fn hub(&self) -> MutexGuard<'_, Hub> {
+        self.hub.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[derive(Serialize)]
@@ -34,34 +149,105 @@ struct Health {
     status: &'static str,
     version: &'static str,
     protocol: u32,
+    #[serde(flatten)]
+    counts: hub::HubCounts,
 }
 
-async fn healthz() -> Json<Health> {
+async fn healthz(State(app): State<Arc<App>>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: rtcroom_protocol::RELEASE_VERSION,
         protocol: rtcroom_protocol::PROTOCOL_VERSION,
+        counts: app.hub().counts(),
     })
 }
 
+async fn presence(State(app): State<Arc<App>>, Path(room): Path<String>) -> Response {
+    if !app.presence {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if !rtcroom_protocol::valid_room_name(&room) {
+        return (StatusCode::BAD_REQUEST, "invalid room name").into_response();
+    }
+    let hub = app.hub();
+    Json(hub.presence(&room)).into_response()
+}
+
 /// All HTTP and WebSocket routes of the server.
-pub fn router(config: &Config) -> Router {
+pub fn router(config: &Config, app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/signal", get(signal::upgrade))
+        .route("/signal/{room}", get(signal::upgrade_in_room))
+        .route("/rooms/{room}", get(presence))
         .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
         .fallback_service(ServeDir::new(&config.static_dir))
         .layer(TraceLayer::new_for_http())
+        .with_state(app)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains open requests.
+/// Serves until `shutdown` resolves. Every WebSocket client then gets a going-away close, and
+/// open requests drain.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = Arc::new(App::new(config));
+    let routes = router(config, app.clone());
+    // Grace periods end on this clock.
+    let ticker = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => break,
+                    _ = every.tick() => app.hub().tick(std::time::Instant::now()),
+                }
+            }
+        })
+    };
+    let cancel = app.shutdown.clone();
+    let result = axum::serve(listener, routes)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            cancel.cancel();
+        })
+        .await;
+    app.shutdown.cancel();
+    app.tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), app.tasks.wait()).await;
+    let _ = ticker.await;
+    result
+}
+
+/// A server running inside this process (tests, benchmarks).
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// Binds `config.bind:config.port` and serves in a background task.
+    pub async fn start(config: Config) -> io::Result<Running> {
+        let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let task =
+            tokio::spawn(
+                async move { serve(listener, &config, async move { signal.cancelled().await }).await },
+            );
+        Ok(Running { addr, stop, task })
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub async fn stop(self) -> io::Result<()> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_else(|err| Err(io::Error::other(err)))
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -86,5 +272,5 @@ pub async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-    tracing::info!("shutdown signal received, draining");
+    tracing::info!("shutdown signal received, closing connections");
 }

@@ -1,7 +1,7 @@
 use std::{io::Write, net::SocketAddr, process::ExitCode};
 
 use clap::Parser;
-use rtcroom_server::{router, serve, shutdown_signal, Config};
+use rtcroom_server::{serve, shutdown_signal, Config};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
     println!("rtcroom-server listening on http://{local}/");
     let _ = std::io::stdout().flush();
     tracing::info!(%local, static_dir = %config.static_dir.display(), pkg_dir = %config.pkg_dir.display(), "serving");
-    match serve(listener, router(&config), shutdown_signal()).await {
+    match serve(listener, &config, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
