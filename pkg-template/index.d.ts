@@ -1,4 +1,89 @@
-export * from './rtcroom.js';
+export { version, protocolVersion, webrtcSupported } from './rtcroom.js';
 
 /** Loads and instantiates the SDK's WebAssembly once; later calls return the same Promise. */
 export function load(wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
+
+export type SessionState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'left' | 'failed';
+export type PeerState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed';
+export type LeaveReason = 'left' | 'timeout' | 'kicked';
+
+/** Errors are `Error`s with a stable `code` and whether the session is over. */
+export interface RtcroomError extends Error {
+  code: 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
+    | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
+    | 'bad-peer-signal';
+  fatal: boolean;
+}
+
+export interface RetryOptions {
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  factor?: number;
+  jitter?: number;
+  /** Attempts per outage; -1 = forever. Reset after every successful reconnect. */
+  maxAttempts?: number;
+}
+
+export interface RoomSessionConfig {
+  room: string;
+  /** Signaling WebSocket URL; default `ws(s)://<page host>/signal`. */
+  url?: string;
+  iceServers?: RTCIceServer[];
+  metadata?: Record<string, unknown>;
+  /** JWT for servers that require one. */
+  token?: string;
+  /** Requested room capacity when this join creates the room. */
+  capacity?: number;
+  retry?: RetryOptions;
+  ice?: { maxRestarts?: number; disconnectedGraceMs?: number; restartTimeoutMs?: number };
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  /** Connection attempts before join() rejects with `signaling-unreachable`. */
+  joinAttempts?: number;
+}
+
+type Unsubscribe = () => void;
+
+export interface SessionEvents {
+  'state-change': { from: SessionState; to: SessionState; reason: string };
+  'peer-joined': { peer: RemotePeer };
+  'peer-left': { peer: RemotePeer; reason: LeaveReason };
+  'error': RtcroomError;
+}
+
+export interface PeerEvents {
+  'stream-added': { stream: MediaStream; role: string };
+  'stream-removed': { stream: MediaStream; role: string };
+  'state-change': { from: PeerState; to: PeerState };
+  'metadata-updated': { metadata: Record<string, unknown> };
+  'peer-left': { reason: LeaveReason };
+  'app-signal': { data: unknown };
+}
+
+export class RemotePeer {
+  readonly id: string;
+  readonly state: PeerState;
+  readonly metadata: Record<string, unknown> | null;
+  /** The native RTCPeerConnection (null once the peer left). */
+  readonly peerConnection: RTCPeerConnection | null;
+  streams(): { stream: MediaStream; role: string }[];
+  restartIce(): void;
+  on<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
+  once<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
+}
+
+export class RoomSession {
+  constructor(config: RoomSessionConfig);
+  readonly state: SessionState;
+  readonly localPeerId: string | null;
+  readonly room: string;
+  peers(): RemotePeer[];
+  peer(id: string): RemotePeer | null;
+  addStream(stream: MediaStream, options?: { role?: string }): void;
+  removeStream(stream: MediaStream): void;
+  updateMetadata(metadata: Record<string, unknown>): void;
+  join(): Promise<void>;
+  leave(options?: { stopTracks?: boolean }): Promise<void>;
+  on<K extends keyof SessionEvents>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
+  once<K extends keyof SessionEvents>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
+}

@@ -10,5 +10,11 @@
 /// Version of the SDK (the npm package carries the same).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod error;
+pub mod peer;
+pub mod room;
+pub mod signaling;
+pub mod stats;
+
 #[cfg(target_arch = "wasm32")]
 mod web;

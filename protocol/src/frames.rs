@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     ClientMsg, ErrorCode, IceCandidate, LeaveReason, PeerInfo, ServerMsg, SessionDescription, SignalPayload,
+    StreamRole,
 };
 
 fn need<T>(value: Option<T>, what: &'static str) -> Result<T, &'static str> {
@@ -155,6 +156,7 @@ pub(crate) enum PayloadKind {
 pub(crate) struct PayloadFrame<J> {
     kind: PayloadKind,
     description: Option<SessionDescription>,
+    roles: Option<Vec<StreamRole>>,
     candidate: Option<IceCandidate>,
     data: Option<J>,
 }
@@ -166,6 +168,7 @@ impl<J> TryFrom<PayloadFrame<J>> for SignalPayload<J> {
         Ok(match f.kind {
             PayloadKind::Description => SignalPayload::Description {
                 description: need(f.description, "description payload needs `description`")?,
+                roles: f.roles.unwrap_or_default(),
             },
             PayloadKind::Candidate => SignalPayload::Candidate {
                 candidate: f.candidate,

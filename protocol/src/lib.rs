@@ -206,14 +206,26 @@ impl ErrorCode {
     bound(deserialize = "J: Deserialize<'de>")
 )]
 pub enum SignalPayload<J> {
-    /// An SDP offer or answer (`RTCSessionDescriptionInit`).
-    Description { description: SessionDescription },
+    /// An SDP offer or answer (`RTCSessionDescriptionInit`), with the role of each stream it
+    /// carries (`camera`, `screen`, …) so the receiver can label `stream-added`.
+    Description {
+        description: SessionDescription,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roles: Vec<StreamRole>,
+    },
     /// A trickled ICE candidate; `None` marks the end of candidates.
     Candidate { candidate: Option<IceCandidate> },
     /// The sender is leaving (sent in-band so the other side reacts within a round trip).
     Bye,
     /// Anything the application sends.
     App { data: J },
+}
+
+/// The app-given role of a local `MediaStream`, by its id (the SDP's msid).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRole {
+    pub stream: String,
+    pub role: String,
 }
 
 /// `RTCSessionDescriptionInit` on the wire.

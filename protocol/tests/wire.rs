@@ -133,8 +133,28 @@ fn signal_payloads_match_rtc_dictionaries() {
             description: SessionDescription {
                 kind: SdpKind::Offer,
                 sdp: "v=0".into()
-            }
+            },
+            roles: vec![],
         }
+    );
+    let with_roles: SignalPayload<Value> = serde_json::from_str(
+        r#"{"kind":"description","description":{"type":"answer","sdp":""},"roles":[{"stream":"s1","role":"screen"}]}"#,
+    )
+    .unwrap();
+    let SignalPayload::Description { roles, .. } = &with_roles else {
+        panic!()
+    };
+    assert_eq!(
+        roles,
+        &[StreamRole {
+            stream: "s1".into(),
+            role: "screen".into()
+        }]
+    );
+    let text = serde_json::to_string(&with_roles).unwrap();
+    assert_eq!(
+        serde_json::from_str::<SignalPayload<Value>>(&text).unwrap(),
+        with_roles
     );
     let candidate: SignalPayload<Value> = serde_json::from_str(
         r#"{"kind":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,

@@ -33,3 +33,8 @@ pub fn webrtc_supported() -> bool {
         js_sys::Reflect::get(&global, &JsValue::from_str("navigator")).unwrap_or(JsValue::UNDEFINED);
     has(&global, "RTCPeerConnection") && has(&navigator, "mediaDevices")
 }
+
+mod js;
+mod peer;
+mod session;
+mod transport;

@@ -1,0 +1,41 @@
+//! Typed errors: a stable `code` string, a human message, and whether the session is over.
+//! They reach JS as `error` events or rejected Promises; nothing from outside ever panics.
+
+/// An SDK error as apps see it: `{ code, message, fatal }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkError {
+    pub code: &'static str,
+    pub message: String,
+    pub fatal: bool,
+}
+
+impl SdkError {
+    pub fn new(code: &'static str, message: impl Into<String>, fatal: bool) -> SdkError {
+        SdkError {
+            code,
+            message: message.into(),
+            fatal,
+        }
+    }
+}
+
+impl std::fmt::Display for SdkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// Error codes (the `code` of [`SdkError`]).
+pub mod code {
+    pub const ROOM_FULL: &str = "room-full";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const SIGNALING_UNREACHABLE: &str = "signaling-unreachable";
+    pub const SIGNALING_CLOSED: &str = "signaling-closed";
+    pub const INVALID_STATE: &str = "invalid-state";
+    pub const INVALID_ARGUMENT: &str = "invalid-argument";
+    pub const PROTOCOL: &str = "protocol-error";
+    pub const SERVER: &str = "server-error";
+    pub const NEGOTIATION: &str = "negotiation-failed";
+    pub const MEDIA: &str = "media-error";
+    pub const PEER_SIGNAL: &str = "bad-peer-signal";
+}

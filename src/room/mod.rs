@@ -1,0 +1,3 @@
+//! The room session: membership, join/resume, heartbeat and reconnects (sans-IO).
+
+pub mod session;

@@ -1,0 +1,535 @@
+//! The session: joining a room, knowing who is in it, and staying in it through signaling
+//! outages. Plain state machine: inputs are calls with `now` (ms), outputs are
+//! [`SessionAction`]s the shell carries out, and [`Session::next_wake`] says when to call
+//! [`Session::tick`].
+//!
+//! `idle → connecting → joined ⇄ reconnecting → left | failed`. Every transition is an action,
+//! and nothing else changes the state. During `reconnecting` the peer connections stay up (media
+//! keeps flowing). The session resumes with its token, keeps its peer id, and no one sees
+//! leave or join.
+
+use std::collections::BTreeMap;
+
+use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason, PeerInfo, ServerMsg, PROTOCOL_VERSION};
+
+use crate::{
+    error::{code, SdkError},
+    signaling::retry::{Jitter, RetryPolicy},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Idle,
+    Connecting,
+    Joined,
+    Reconnecting,
+    Left,
+    Failed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Idle => "idle",
+            SessionState::Connecting => "connecting",
+            SessionState::Joined => "joined",
+            SessionState::Reconnecting => "reconnecting",
+            SessionState::Left => "left",
+            SessionState::Failed => "failed",
+        }
+    }
+
+    fn over(self) -> bool {
+        matches!(self, SessionState::Left | SessionState::Failed)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig<J> {
+    pub room: String,
+    pub metadata: Option<J>,
+    pub capacity: Option<u32>,
+    pub retry: RetryPolicy,
+    /// Tries for the first connection before `join()` rejects with `signaling-unreachable`.
+    pub initial_attempts: u32,
+    /// App-level ping interval, and the silence after which the socket counts as dead.
+    pub heartbeat_interval_ms: f64,
+    pub heartbeat_timeout_ms: f64,
+    pub jitter_seed: u64,
+}
+
+impl<J> SessionConfig<J> {
+    pub fn new(room: impl Into<String>) -> SessionConfig<J> {
+        SessionConfig {
+            room: room.into(),
+            metadata: None,
+            capacity: None,
+            retry: RetryPolicy::default(),
+            initial_attempts: 3,
+            heartbeat_interval_ms: 5000.0,
+            heartbeat_timeout_ms: 15_000.0,
+            jitter_seed: 1,
+        }
+    }
+}
+
+/// What the shell does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionAction<J> {
+    Transition {
+        from: SessionState,
+        to: SessionState,
+        reason: &'static str,
+    },
+    /// Open the signaling transport (a new socket each time).
+    OpenTransport,
+    CloseTransport,
+    Send(ClientMsg<J>),
+    /// Settle the `join()` Promise.
+    JoinResolved,
+    JoinRejected(SdkError),
+    /// Create a remote peer (and its RTCPeerConnection).
+    PeerJoined {
+        id: String,
+        metadata: Option<J>,
+    },
+    /// Close and forget a remote peer.
+    PeerLeft {
+        id: String,
+        reason: LeaveReason,
+    },
+    PeerMetadata {
+        id: String,
+        metadata: J,
+    },
+    /// A payload from a peer, for its negotiation.
+    Signal {
+        from: String,
+        payload: J,
+    },
+    /// Tell each remote peer goodbye in-band (before `leave`).
+    SayBye {
+        to: Vec<String>,
+    },
+    /// An `error` event that does not end the session.
+    Error(SdkError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Closed,
+    Opening,
+    Open,
+}
+
+pub struct Session<J> {
+    config: SessionConfig<J>,
+    state: SessionState,
+    transport: Transport,
+    local_id: Option<String>,
+    resume_token: Option<String>,
+    peers: BTreeMap<String, Option<J>>,
+    /// Failed attempts in the current outage (or before the first join).
+    attempts: u32,
+    reconnect_at: Option<f64>,
+    last_heard: f64,
+    last_ping: f64,
+    jitter: Jitter,
+    out: Vec<SessionAction<J>>,
+}
+
+impl<J: Clone> Session<J> {
+    pub fn new(config: SessionConfig<J>) -> Session<J> {
+        let jitter = Jitter::new(config.jitter_seed);
+        Session {
+            config,
+            state: SessionState::Idle,
+            transport: Transport::Closed,
+            local_id: None,
+            resume_token: None,
+            peers: BTreeMap::new(),
+            attempts: 0,
+            reconnect_at: None,
+            last_heard: 0.0,
+            last_ping: 0.0,
+            jitter,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    pub fn local_id(&self) -> Option<&str> {
+        self.local_id.as_deref()
+    }
+
+    /// Ids of the remote peers, sorted.
+    pub fn peer_ids(&self) -> impl Iterator<Item = &str> {
+        self.peers.keys().map(String::as_str)
+    }
+
+    pub fn peer_metadata(&self, id: &str) -> Option<&J> {
+        self.peers.get(id).and_then(Option::as_ref)
+    }
+
+    /// Takes the actions produced so far, in order.
+    pub fn drain(&mut self) -> Vec<SessionAction<J>> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// When [`tick`](Self::tick) next has something to do (ms), if ever.
+    pub fn next_wake(&self) -> Option<f64> {
+        match (self.transport, self.state) {
+            (_, s) if s.over() => None,
+            (Transport::Closed, _) => self.reconnect_at,
+            (Transport::Opening, _) => Some(self.last_heard + self.config.heartbeat_timeout_ms),
+            (Transport::Open, _) => Some(
+                (self.last_ping + self.config.heartbeat_interval_ms)
+                    .min(self.last_heard + self.config.heartbeat_timeout_ms),
+            ),
+        }
+    }
+
+    fn go(&mut self, to: SessionState, reason: &'static str) {
+        if self.state != to {
+            self.out.push(SessionAction::Transition {
+                from: self.state,
+                to,
+                reason,
+            });
+            self.state = to;
+        }
+    }
+
+    fn open(&mut self, now: f64) {
+        self.transport = Transport::Opening;
+        self.reconnect_at = None;
+        self.last_heard = now;
+        self.out.push(SessionAction::OpenTransport);
+    }
+
+    /// Ends the session for good: peers closed, transport closed, no more timers.
+    fn fail(&mut self, error: SdkError) {
+        let joining = self.state == SessionState::Connecting;
+        self.drop_all_peers(LeaveReason::Left);
+        if self.transport != Transport::Closed {
+            self.transport = Transport::Closed;
+            self.out.push(SessionAction::CloseTransport);
+        }
+        self.reconnect_at = None;
+        let reason = error.code;
+        if joining {
+            self.out.push(SessionAction::JoinRejected(error));
+        } else {
+            self.out
+                .push(SessionAction::Error(SdkError { fatal: true, ..error }));
+        }
+        self.go(SessionState::Failed, reason);
+    }
+
+    fn drop_all_peers(&mut self, reason: LeaveReason) {
+        for (id, _) in std::mem::take(&mut self.peers) {
+            self.out.push(SessionAction::PeerLeft { id, reason });
+        }
+    }
+
+    /// `join()`: only from `idle`.
+    pub fn join(&mut self, now: f64) {
+        if self.state != SessionState::Idle {
+            let error = SdkError::new(
+                code::INVALID_STATE,
+                format!("join() in state {}", self.state.as_str()),
+                false,
+            );
+            self.out.push(SessionAction::JoinRejected(error));
+            return;
+        }
+        self.go(SessionState::Connecting, "join");
+        self.open(now);
+    }
+
+    /// `leave()`: bye to every peer, `leave` to the server, everything closed.
+    pub fn leave(&mut self) {
+        if self.state.over() || self.state == SessionState::Idle {
+            if self.state == SessionState::Idle {
+                self.go(SessionState::Left, "leave");
+            }
+            return;
+        }
+        let joining = self.state == SessionState::Connecting;
+        if self.transport == Transport::Open {
+            let to: Vec<String> = self.peers.keys().cloned().collect();
+            if !to.is_empty() {
+                self.out.push(SessionAction::SayBye { to });
+            }
+            self.out.push(SessionAction::Send(ClientMsg::Leave));
+        }
+        if self.transport != Transport::Closed {
+            self.out.push(SessionAction::CloseTransport);
+            self.transport = Transport::Closed;
+        }
+        self.drop_all_peers(LeaveReason::Left);
+        self.reconnect_at = None;
+        if joining {
+            let error = SdkError::new(code::INVALID_STATE, "left before the join completed", false);
+            self.out.push(SessionAction::JoinRejected(error));
+        }
+        self.go(SessionState::Left, "leave");
+    }
+
+    /// The transport is open: (re)join, with the resume token when there is one.
+    pub fn transport_open(&mut self, now: f64) {
+        if self.transport != Transport::Opening {
+            return;
+        }
+        self.transport = Transport::Open;
+        self.last_heard = now;
+        self.last_ping = now;
+        self.send_join();
+    }
+
+    fn send_join(&mut self) {
+        self.out.push(SessionAction::Send(ClientMsg::Join {
+            room: Some(self.config.room.clone()),
+            version: PROTOCOL_VERSION,
+            metadata: self.config.metadata.clone(),
+            resume: self.resume_token.clone(),
+            capacity: self.config.capacity,
+        }));
+    }
+
+    /// Metadata for this peer: stored for future (re)joins and sent now if joined.
+    pub fn update_metadata(&mut self, metadata: J) {
+        self.config.metadata = Some(metadata.clone());
+        if self.transport == Transport::Open && self.state == SessionState::Joined {
+            self.out
+                .push(SessionAction::Send(ClientMsg::Metadata { metadata }));
+        }
+    }
+
+    /// Sends `payload` to peer `to`, if the transport is up. If it is down, the peer connection
+    /// will renegotiate (or restart ICE) once signaling is back.
+    pub fn signal(&mut self, to: &str, payload: J) -> bool {
+        if self.transport == Transport::Open && self.peers.contains_key(to) {
+            self.out.push(SessionAction::Send(ClientMsg::Signal {
+                to: to.to_string(),
+                payload,
+            }));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A remote peer said `bye` in-band: it is gone now, before the server's `peer-left`.
+    pub fn peer_bye(&mut self, id: &str) {
+        if self.peers.remove(id).is_some() {
+            self.out.push(SessionAction::PeerLeft {
+                id: id.to_string(),
+                reason: LeaveReason::Left,
+            });
+        }
+    }
+
+    pub fn message(&mut self, msg: ServerMsg<J>, now: f64) {
+        if self.state.over() || self.transport != Transport::Open {
+            return;
+        }
+        self.last_heard = now;
+        match msg {
+            ServerMsg::Joined {
+                peer_id,
+                resume_token,
+                peers,
+                resumed,
+                ..
+            } => self.joined(peer_id, resume_token, peers, resumed),
+            ServerMsg::PeerJoined { peer } => {
+                if Some(peer.id.as_str()) != self.local_id() && !self.peers.contains_key(&peer.id) {
+                    self.peers.insert(peer.id.clone(), peer.metadata.clone());
+                    self.out.push(SessionAction::PeerJoined {
+                        id: peer.id,
+                        metadata: peer.metadata,
+                    });
+                }
+            }
+            ServerMsg::PeerLeft { peer_id, reason } => {
+                if self.peers.remove(&peer_id).is_some() {
+                    self.out.push(SessionAction::PeerLeft { id: peer_id, reason });
+                }
+            }
+            ServerMsg::Signal { from, payload } => {
+                if self.peers.contains_key(&from) {
+                    self.out.push(SessionAction::Signal { from, payload });
+                }
+            }
+            ServerMsg::MetadataUpdated { peer_id, metadata } => {
+                if let Some(slot) = self.peers.get_mut(&peer_id) {
+                    *slot = Some(metadata.clone());
+                    self.out.push(SessionAction::PeerMetadata {
+                        id: peer_id,
+                        metadata,
+                    });
+                }
+            }
+            ServerMsg::RoomFull { room, capacity } => {
+                self.fail(SdkError::new(
+                    code::ROOM_FULL,
+                    format!("room {room} is full ({capacity} peers)"),
+                    true,
+                ));
+            }
+            ServerMsg::Error {
+                code: ErrorCode::InvalidResume,
+                ..
+            } => {
+                // Our place expired while we were away: join afresh (new id) on this socket.
+                self.resume_token = None;
+                self.send_join();
+            }
+            ServerMsg::Error {
+                code: error_code,
+                message,
+                fatal,
+            } => {
+                let sdk_code = match error_code {
+                    ErrorCode::Unauthorized | ErrorCode::DuplicatePeer => code::UNAUTHORIZED,
+                    ErrorCode::RoomLimit => code::ROOM_FULL,
+                    ErrorCode::UnsupportedVersion => code::PROTOCOL,
+                    _ => code::SERVER,
+                };
+                let error = SdkError::new(sdk_code, format!("{}: {message}", error_code.as_str()), fatal);
+                if fatal {
+                    self.fail(error);
+                } else {
+                    self.out.push(SessionAction::Error(error));
+                }
+            }
+            ServerMsg::Pong { .. } => {}
+        }
+    }
+
+    fn joined(&mut self, peer_id: String, resume_token: String, peers: Vec<PeerInfo<J>>, resumed: bool) {
+        let same_identity = resumed && self.local_id.as_deref() == Some(peer_id.as_str());
+        if !same_identity && self.local_id.is_some() {
+            // A new identity: the old peer connections belong to an id the others will see leave.
+            self.drop_all_peers(LeaveReason::Timeout);
+        }
+        self.local_id = Some(peer_id);
+        self.resume_token = Some(resume_token);
+        self.attempts = 0;
+        let listed: Vec<String> = peers.iter().map(|p| p.id.clone()).collect();
+        // Peers that left while we were away (their peer-left may have been lost).
+        let gone: Vec<String> = self
+            .peers
+            .keys()
+            .filter(|id| !listed.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.peers.remove(&id);
+            self.out.push(SessionAction::PeerLeft {
+                id,
+                reason: LeaveReason::Timeout,
+            });
+        }
+        let was_connecting = self.state == SessionState::Connecting;
+        self.go(
+            SessionState::Joined,
+            if same_identity { "resumed" } else { "joined" },
+        );
+        if was_connecting {
+            self.out.push(SessionAction::JoinResolved);
+        }
+        for peer in peers {
+            if !self.peers.contains_key(&peer.id) {
+                self.peers.insert(peer.id.clone(), peer.metadata.clone());
+                self.out.push(SessionAction::PeerJoined {
+                    id: peer.id,
+                    metadata: peer.metadata,
+                });
+            }
+        }
+    }
+
+    /// The transport closed (or failed to open). `code` is the WebSocket close code (1006 when
+    /// the connection failed or dropped).
+    pub fn transport_closed(&mut self, close_code: u16, reason: &str, now: f64) {
+        if self.transport == Transport::Closed || self.state.over() {
+            return;
+        }
+        self.transport = Transport::Closed;
+        match close_code {
+            1008 => {
+                let message = if reason.is_empty() {
+                    "refused by the server".to_string()
+                } else {
+                    reason.to_string()
+                };
+                let kind = if reason.contains("violation") {
+                    code::SIGNALING_CLOSED
+                } else {
+                    code::UNAUTHORIZED
+                };
+                return self.fail(SdkError::new(kind, message, true));
+            }
+            4000 => {
+                return self.fail(SdkError::new(
+                    code::SIGNALING_CLOSED,
+                    "this session resumed elsewhere",
+                    true,
+                ))
+            }
+            _ => {}
+        }
+        self.attempts += 1;
+        if self.state == SessionState::Connecting && self.local_id.is_none() {
+            if self.attempts >= self.config.initial_attempts.max(1) {
+                let message = format!(
+                    "signaling unreachable after {} attempts (last close {close_code})",
+                    self.attempts
+                );
+                return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
+            }
+        } else {
+            if self.config.retry.exhausted(self.attempts.saturating_sub(1)) {
+                let message = format!("signaling lost; gave up after {} attempts", self.attempts - 1);
+                return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
+            }
+            self.go(SessionState::Reconnecting, "signaling-lost");
+        }
+        let delay = self
+            .config
+            .retry
+            .delay_ms(self.attempts - 1, self.jitter.next_unit());
+        self.reconnect_at = Some(now + delay);
+    }
+
+    /// Timers: reconnects, app-level pings, and the heartbeat timeout.
+    pub fn tick(&mut self, now: f64) {
+        if self.state.over() {
+            return;
+        }
+        match self.transport {
+            Transport::Closed if self.reconnect_at.is_some_and(|t| now >= t) => self.open(now),
+            Transport::Opening | Transport::Open
+                if now - self.last_heard >= self.config.heartbeat_timeout_ms =>
+            {
+                // Silent too long (or stuck connecting): drop this socket and reconnect.
+                self.out.push(SessionAction::CloseTransport);
+                self.transport_closed(4408, "heartbeat timeout", now);
+            }
+            Transport::Open if now - self.last_ping >= self.config.heartbeat_interval_ms => {
+                self.last_ping = now;
+                self.out
+                    .push(SessionAction::Send(ClientMsg::Ping { ts: Some(now) }));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

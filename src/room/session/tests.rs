@@ -1,0 +1,419 @@
+use super::*;
+use SessionAction as A;
+use SessionState::*;
+
+type S = Session<String>;
+
+fn config() -> SessionConfig<String> {
+    let mut c = SessionConfig::new("room");
+    c.retry = RetryPolicy {
+        initial_delay_ms: 100.0,
+        max_delay_ms: 1000.0,
+        factor: 2.0,
+        jitter: 0.0,
+        max_attempts: 3,
+    };
+    c.heartbeat_interval_ms = 1000.0;
+    c.heartbeat_timeout_ms = 3000.0;
+    c
+}
+
+fn peer(id: &str) -> PeerInfo<String> {
+    PeerInfo {
+        id: id.into(),
+        metadata: Some(format!("meta-{id}")),
+    }
+}
+
+fn joined(id: &str, token: &str, peers: &[&str], resumed: bool) -> ServerMsg<String> {
+    ServerMsg::Joined {
+        version: 1,
+        room: "room".into(),
+        peer_id: id.into(),
+        resume_token: token.into(),
+        peers: peers.iter().map(|p| peer(p)).collect(),
+        capacity: 4,
+        resumed,
+    }
+}
+
+fn t(from: SessionState, to: SessionState, reason: &'static str) -> SessionAction<String> {
+    A::Transition { from, to, reason }
+}
+
+fn join_msg(resume: Option<&str>) -> SessionAction<String> {
+    A::Send(ClientMsg::Join {
+        room: Some("room".into()),
+        version: PROTOCOL_VERSION,
+        metadata: None,
+        resume: resume.map(String::from),
+        capacity: None,
+    })
+}
+
+/// A session joined as "me" with peers "b" and "c", actions drained.
+fn joined_session() -> S {
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.transport_open(10.0);
+    s.message(joined("me", "tok1", &["b", "c"], false), 20.0);
+    s.drain();
+    s
+}
+
+#[test]
+fn join_handshake() {
+    let mut s = S::new(config());
+    s.join(0.0);
+    assert_eq!(s.drain(), vec![t(Idle, Connecting, "join"), A::OpenTransport]);
+    s.transport_open(5.0);
+    assert_eq!(s.drain(), vec![join_msg(None)]);
+    s.message(joined("me", "tok1", &["b"], false), 6.0);
+    assert_eq!(
+        s.drain(),
+        vec![
+            t(Connecting, Joined, "joined"),
+            A::JoinResolved,
+            A::PeerJoined {
+                id: "b".into(),
+                metadata: Some("meta-b".into())
+            }
+        ]
+    );
+    assert_eq!(s.local_id(), Some("me"));
+    s.join(7.0);
+    assert!(matches!(&s.drain()[..], [A::JoinRejected(e)] if e.code == code::INVALID_STATE));
+}
+
+#[test]
+fn membership_events() {
+    let mut s = joined_session();
+    s.message(ServerMsg::PeerJoined { peer: peer("d") }, 30.0);
+    s.message(ServerMsg::PeerJoined { peer: peer("d") }, 31.0); // duplicate: ignored
+    s.message(
+        ServerMsg::MetadataUpdated {
+            peer_id: "b".into(),
+            metadata: "new".into(),
+        },
+        32.0,
+    );
+    s.message(
+        ServerMsg::Signal {
+            from: "c".into(),
+            payload: "sdp".into(),
+        },
+        33.0,
+    );
+    s.message(
+        ServerMsg::Signal {
+            from: "stranger".into(),
+            payload: "x".into(),
+        },
+        34.0,
+    );
+    s.message(
+        ServerMsg::PeerLeft {
+            peer_id: "c".into(),
+            reason: LeaveReason::Left,
+        },
+        35.0,
+    );
+    s.message(
+        ServerMsg::PeerLeft {
+            peer_id: "c".into(),
+            reason: LeaveReason::Left,
+        },
+        36.0,
+    );
+    assert_eq!(
+        s.drain(),
+        vec![
+            A::PeerJoined {
+                id: "d".into(),
+                metadata: Some("meta-d".into())
+            },
+            A::PeerMetadata {
+                id: "b".into(),
+                metadata: "new".into()
+            },
+            A::Signal {
+                from: "c".into(),
+                payload: "sdp".into()
+            },
+            A::PeerLeft {
+                id: "c".into(),
+                reason: LeaveReason::Left
+            },
+        ]
+    );
+    assert_eq!(s.peer_ids().collect::<Vec<_>>(), ["b", "d"]);
+    assert_eq!(s.peer_metadata("b"), Some(&"new".to_string()));
+}
+
+#[test]
+fn signaling_drop_reconnects_and_resumes_without_touching_peers() {
+    let mut s = joined_session();
+    s.transport_closed(1006, "", 100.0);
+    assert_eq!(s.drain(), vec![t(Joined, Reconnecting, "signaling-lost")]);
+    assert_eq!(s.next_wake(), Some(200.0));
+    s.tick(199.0);
+    assert!(s.drain().is_empty());
+    s.tick(200.0);
+    assert_eq!(s.drain(), vec![A::OpenTransport]);
+    s.transport_closed(1006, "", 250.0); // refused: next delay doubles
+    assert_eq!(s.next_wake(), Some(450.0));
+    s.tick(450.0);
+    s.transport_open(460.0);
+    assert_eq!(s.drain(), vec![A::OpenTransport, join_msg(Some("tok1"))]);
+    // A peer left while we were away and the server only lists the others.
+    s.message(joined("me", "tok2", &["b"], true), 470.0);
+    assert_eq!(
+        s.drain(),
+        vec![
+            A::PeerLeft {
+                id: "c".into(),
+                reason: LeaveReason::Timeout
+            },
+            t(Reconnecting, Joined, "resumed")
+        ]
+    );
+    // The attempt budget is back to full: three more failures are tolerated.
+    for n in 0..3 {
+        s.transport_closed(1006, "", 1000.0 * f64::from(n + 1));
+        s.tick(1_000_000.0);
+        s.drain();
+    }
+    assert_eq!(s.state(), Reconnecting);
+    s.transport_closed(1006, "", 9_000_000.0);
+    assert_eq!(s.state(), Failed);
+}
+
+#[test]
+fn expired_resume_rejoins_with_a_new_identity() {
+    let mut s = joined_session();
+    s.transport_closed(1001, "server shutting down", 0.0);
+    s.tick(1000.0);
+    s.transport_open(1001.0);
+    s.drain();
+    s.message(
+        ServerMsg::Error {
+            code: ErrorCode::InvalidResume,
+            message: "expired".into(),
+            fatal: false,
+        },
+        1002.0,
+    );
+    assert_eq!(s.drain(), vec![join_msg(None)]);
+    s.message(joined("me2", "tok9", &["b", "c"], false), 1003.0);
+    let actions = s.drain();
+    assert_eq!(
+        actions,
+        vec![
+            A::PeerLeft {
+                id: "b".into(),
+                reason: LeaveReason::Timeout
+            },
+            A::PeerLeft {
+                id: "c".into(),
+                reason: LeaveReason::Timeout
+            },
+            t(Reconnecting, Joined, "joined"),
+            A::PeerJoined {
+                id: "b".into(),
+                metadata: Some("meta-b".into())
+            },
+            A::PeerJoined {
+                id: "c".into(),
+                metadata: Some("meta-c".into())
+            },
+        ]
+    );
+    assert_eq!(s.local_id(), Some("me2"));
+}
+
+#[test]
+fn reconnect_budget_runs_out_into_failed() {
+    let mut s = joined_session();
+    let mut now = 0.0;
+    s.transport_closed(1006, "", now);
+    for _ in 0..3 {
+        now += 10_000.0;
+        s.tick(now);
+        s.transport_closed(1006, "", now);
+    }
+    let actions = s.drain();
+    assert_eq!(s.state(), Failed);
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, A::Error(e) if e.code == code::SIGNALING_UNREACHABLE && e.fatal)));
+    assert_eq!(
+        actions.iter().filter(|a| matches!(a, A::PeerLeft { .. })).count(),
+        2,
+        "peers closed"
+    );
+    assert_eq!(s.next_wake(), None);
+}
+
+#[test]
+fn first_connection_failures_reject_join() {
+    let mut c = config();
+    c.initial_attempts = 2;
+    let mut s = S::new(c);
+    s.join(0.0);
+    s.transport_closed(1006, "", 1.0);
+    assert_eq!(s.state(), Connecting);
+    s.tick(1000.0);
+    s.transport_closed(1006, "", 1001.0);
+    let actions = s.drain();
+    assert!(
+        matches!(actions.iter().rev().nth(1), Some(A::JoinRejected(e)) if e.code == code::SIGNALING_UNREACHABLE)
+    );
+    assert_eq!(
+        actions.last(),
+        Some(&t(Connecting, Failed, code::SIGNALING_UNREACHABLE))
+    );
+}
+
+#[test]
+fn refusals_are_typed_and_final() {
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.transport_open(1.0);
+    s.message(
+        ServerMsg::RoomFull {
+            room: "room".into(),
+            capacity: 2,
+        },
+        2.0,
+    );
+    let actions = s.drain();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, A::JoinRejected(e) if e.code == code::ROOM_FULL && e.fatal)));
+    assert_eq!(s.state(), Failed);
+
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.transport_closed(1008, "missing token", 1.0);
+    assert!(s.drain().iter().any(
+        |a| matches!(a, A::JoinRejected(e) if e.code == code::UNAUTHORIZED && e.message == "missing token")
+    ));
+
+    let mut s = joined_session();
+    s.message(
+        ServerMsg::Error {
+            code: ErrorCode::UnknownPeer,
+            message: "no".into(),
+            fatal: false,
+        },
+        50.0,
+    );
+    assert!(matches!(&s.drain()[..], [A::Error(e)] if !e.fatal && e.code == code::SERVER));
+    assert_eq!(s.state(), Joined);
+}
+
+#[test]
+fn heartbeat_pings_then_times_out_silence() {
+    let mut s = joined_session();
+    assert_eq!(s.next_wake(), Some(1010.0));
+    s.tick(1010.0);
+    assert_eq!(s.drain(), vec![A::Send(ClientMsg::Ping { ts: Some(1010.0) })]);
+    s.message(ServerMsg::Pong { ts: Some(1010.0) }, 1015.0);
+    s.tick(2010.0);
+    s.tick(3010.0);
+    s.drain();
+    s.tick(4015.0); // 3000 ms since anything was heard
+    assert_eq!(
+        s.drain(),
+        vec![A::CloseTransport, t(Joined, Reconnecting, "signaling-lost")]
+    );
+}
+
+#[test]
+fn leave_says_bye_and_closes_everything() {
+    let mut s = joined_session();
+    s.leave();
+    assert_eq!(
+        s.drain(),
+        vec![
+            A::SayBye {
+                to: vec!["b".into(), "c".into()]
+            },
+            A::Send(ClientMsg::Leave),
+            A::CloseTransport,
+            A::PeerLeft {
+                id: "b".into(),
+                reason: LeaveReason::Left
+            },
+            A::PeerLeft {
+                id: "c".into(),
+                reason: LeaveReason::Left
+            },
+            t(Joined, Left, "leave"),
+        ]
+    );
+    s.transport_closed(1000, "", 0.0);
+    s.message(ServerMsg::PeerJoined { peer: peer("z") }, 0.0);
+    s.leave();
+    assert!(s.drain().is_empty(), "nothing happens after leave");
+    assert_eq!(s.next_wake(), None);
+}
+
+#[test]
+fn leave_while_joining_rejects_join() {
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.drain();
+    s.leave();
+    let actions = s.drain();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, A::JoinRejected(e) if e.code == code::INVALID_STATE)));
+    assert_eq!(actions.last(), Some(&t(Connecting, Left, "leave")));
+}
+
+#[test]
+fn bye_removes_the_peer_before_the_server_says_so() {
+    let mut s = joined_session();
+    s.peer_bye("b");
+    s.message(
+        ServerMsg::PeerLeft {
+            peer_id: "b".into(),
+            reason: LeaveReason::Left,
+        },
+        40.0,
+    );
+    assert_eq!(
+        s.drain(),
+        vec![A::PeerLeft {
+            id: "b".into(),
+            reason: LeaveReason::Left
+        }]
+    );
+}
+
+#[test]
+fn signals_and_metadata_only_go_out_while_connected() {
+    let mut s = joined_session();
+    assert!(s.signal("b", "x".into()));
+    assert!(!s.signal("nobody", "x".into()));
+    s.update_metadata("m".into());
+    assert_eq!(
+        s.drain(),
+        vec![
+            A::Send(ClientMsg::Signal {
+                to: "b".into(),
+                payload: "x".into()
+            }),
+            A::Send(ClientMsg::Metadata { metadata: "m".into() })
+        ]
+    );
+    s.transport_closed(1006, "", 0.0);
+    assert!(!s.signal("b", "x".into()));
+    s.tick(10_000.0);
+    s.transport_open(10_001.0);
+    let actions = s.drain();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, A::Send(ClientMsg::Join { metadata: Some(m), .. }) if m == "m")));
+}

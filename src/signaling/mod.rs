@@ -1,0 +1,3 @@
+//! Signaling: reconnect policy (sans-IO); transports live in the web shell.
+
+pub mod retry;

@@ -1,0 +1,83 @@
+//! Small bridges between Rust and JS: pass-through values, JSON, time, typed errors, and the
+//! two RTCPeerConnection methods web-sys lacks.
+
+use js_sys::{Object, Promise, Reflect, JSON};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use web_sys::RtcPeerConnection;
+
+use crate::error::SdkError;
+
+/// A JS value carried through protocol types untouched (metadata, payloads).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Js(#[serde(with = "serde_wasm_bindgen::preserve")] pub JsValue);
+
+#[wasm_bindgen]
+extern "C" {
+    /// The two `RTCPeerConnection` methods web-sys does not bind.
+    #[wasm_bindgen(js_name = RTCPeerConnection)]
+    type PeerConnectionExt;
+    #[wasm_bindgen(method, js_name = setLocalDescription)]
+    fn set_local_description(this: &PeerConnectionExt) -> Promise;
+    #[wasm_bindgen(method, js_name = restartIce)]
+    fn restart_ice(this: &PeerConnectionExt);
+}
+
+/// `setLocalDescription()` without arguments: the browser creates the right offer or answer
+/// (what perfect negotiation relies on).
+pub fn set_local_description_implicit(pc: &RtcPeerConnection) -> Promise {
+    pc.unchecked_ref::<PeerConnectionExt>().set_local_description()
+}
+
+pub fn restart_ice(pc: &RtcPeerConnection) {
+    pc.unchecked_ref::<PeerConnectionExt>().restart_ice()
+}
+
+pub fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Rust value → JSON text, through a JS value (no JSON library in the wasm).
+pub fn to_json<T: Serialize>(value: &T) -> Option<String> {
+    let js = value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .ok()?;
+    JSON::stringify(&js).ok()?.as_string()
+}
+
+/// JSON text → Rust value; `None` for anything malformed.
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Option<T> {
+    from_js(JSON::parse(text).ok()?)
+}
+
+pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Option<T> {
+    serde_wasm_bindgen::from_value(value).ok()
+}
+
+pub fn to_js<T: Serialize>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A plain object from key/value pairs, for event details.
+pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let obj = Object::new();
+    for (key, value) in pairs {
+        let _ = Reflect::set(&obj, &JsValue::from_str(key), value);
+    }
+    obj.into()
+}
+
+/// A JS `Error` carrying `code` and `fatal`, for rejected Promises and `error` events.
+pub fn error_value(error: &SdkError) -> JsValue {
+    let js_error = js_sys::Error::new(&error.message);
+    let _ = Reflect::set(&js_error, &"code".into(), &error.code.into());
+    let _ = Reflect::set(&js_error, &"fatal".into(), &error.fatal.into());
+    js_error.into()
+}
+
+pub fn get(target: &JsValue, key: &str) -> JsValue {
+    Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}

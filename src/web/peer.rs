@@ -1,0 +1,185 @@
+//! One remote peer in the browser: its `RTCPeerConnection`, the listeners on it (removed on
+//! drop), its local senders and remote streams. Decisions come from `crate::peer`.
+
+use std::collections::BTreeMap;
+
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use js_sys::Array;
+use rtcroom_protocol::IceCandidate;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{
+    MediaStream, MediaStreamTrack, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcRtpSender, RtcTrackEvent,
+};
+
+use super::js::from_js;
+use crate::peer::{
+    lifecycle::{IcePolicy, PeerLife},
+    negotiation::Negotiation,
+};
+
+/// What a peer connection reports to the session.
+pub enum PeerEvent {
+    NegotiationNeeded,
+    /// A local candidate to send (`None`: end of candidates).
+    IceCandidate(Option<IceCandidate>),
+    Track(MediaStream),
+    /// A remote stream lost its last track.
+    StreamEmptied(String),
+    ConnectionState(String),
+}
+
+pub struct Peer {
+    /// Distinguishes this peer from a later one with the same id (after a re-join).
+    pub serial: u64,
+    pub pc: RtcPeerConnection,
+    pub negotiation: Negotiation,
+    pub life: PeerLife,
+    pub metadata: JsValue,
+    /// Local track id → its sender, per local stream id.
+    senders: Vec<(String, String, RtcRtpSender)>,
+    /// Remote stream id → (stream, role) once announced by `stream-added`.
+    pub remote_streams: BTreeMap<String, (MediaStream, String)>,
+    /// Roles the remote side announced with its descriptions.
+    pub remote_roles: BTreeMap<String, String>,
+    pub timer: Option<Timeout>,
+    _data: RtcDataChannel,
+    listeners: Vec<EventListener>,
+    on_event: std::rc::Rc<dyn Fn(PeerEvent)>,
+}
+
+impl Peer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        serial: u64,
+        local_id: &str,
+        metadata: JsValue,
+        config: &RtcConfiguration,
+        policy: IcePolicy,
+        on_event: impl Fn(PeerEvent) + 'static,
+    ) -> Result<Peer, JsValue> {
+        let pc = RtcPeerConnection::new_with_configuration(config)?;
+        let on_event: std::rc::Rc<dyn Fn(PeerEvent)> = std::rc::Rc::new(on_event);
+        let listen = |name: &'static str, f: Box<dyn Fn(&web_sys::Event)>| {
+            EventListener::new(&pc, name, move |e| f(e))
+        };
+        let mut listeners = Vec::with_capacity(4);
+        {
+            let on = on_event.clone();
+            listeners.push(listen(
+                "negotiationneeded",
+                Box::new(move |_| on(PeerEvent::NegotiationNeeded)),
+            ));
+        }
+        {
+            let on = on_event.clone();
+            listeners.push(listen(
+                "icecandidate",
+                Box::new(move |e| {
+                    let Some(event) = e.dyn_ref::<RtcPeerConnectionIceEvent>() else {
+                        return;
+                    };
+                    let candidate = event
+                        .candidate()
+                        .and_then(|c| from_js::<IceCandidate>(c.to_json().into()));
+                    on(PeerEvent::IceCandidate(candidate));
+                }),
+            ));
+        }
+        {
+            let on = on_event.clone();
+            listeners.push(listen(
+                "track",
+                Box::new(move |e| {
+                    let Some(event) = e.dyn_ref::<RtcTrackEvent>() else {
+                        return;
+                    };
+                    if let Some(stream) = event.streams().get(0).dyn_ref::<MediaStream>() {
+                        on(PeerEvent::Track(stream.clone()));
+                    }
+                }),
+            ));
+        }
+        {
+            let on = on_event.clone();
+            let pc2 = pc.clone();
+            listeners.push(listen(
+                "connectionstatechange",
+                Box::new(move |_| {
+                    let state = super::js::get(&pc2, "connectionState")
+                        .as_string()
+                        .unwrap_or_default();
+                    on(PeerEvent::ConnectionState(state));
+                }),
+            ));
+        }
+        // A pre-negotiated channel on both sides: the first offer always has an m=application
+        // section (so data works without renegotiation) and no `datachannel` event is needed.
+        let init = RtcDataChannelInit::new();
+        init.set_negotiated(true);
+        init.set_id(0);
+        let data = pc.create_data_channel_with_data_channel_dict("rtcroom", &init);
+        Ok(Peer {
+            negotiation: Negotiation::new(local_id, &id),
+            life: PeerLife::new(policy),
+            serial,
+            pc,
+            metadata,
+            senders: Vec::new(),
+            remote_streams: BTreeMap::new(),
+            remote_roles: BTreeMap::new(),
+            timer: None,
+            _data: data,
+            listeners,
+            on_event,
+        })
+    }
+
+    /// Sends every track of `stream` to this peer (renegotiation follows by itself).
+    pub fn add_stream(&mut self, stream: &MediaStream) {
+        for track in stream.get_tracks().iter() {
+            let Ok(track) = track.dyn_into::<MediaStreamTrack>() else {
+                continue;
+            };
+            let track_id = track.id();
+            if self.senders.iter().any(|(t, _, _)| *t == track_id) {
+                continue;
+            }
+            let sender = self.pc.add_track(&track, stream, &Array::new());
+            self.senders.push((track_id, stream.id(), sender));
+        }
+    }
+
+    pub fn remove_stream(&mut self, stream_id: &str) {
+        let pc = &self.pc;
+        self.senders.retain(|(_, stream, sender)| {
+            let keep = stream != stream_id;
+            if !keep {
+                pc.remove_track(sender);
+            }
+            keep
+        });
+    }
+
+    /// Watches a newly announced remote stream for losing its tracks.
+    pub fn watch_stream(&mut self, stream: &MediaStream) {
+        let on = self.on_event.clone();
+        let id = stream.id();
+        let watched = stream.clone();
+        self.listeners
+            .push(EventListener::new(stream, "removetrack", move |_| {
+                if watched.get_tracks().length() == 0 {
+                    on(PeerEvent::StreamEmptied(id.clone()));
+                }
+            }));
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.listeners.clear();
+        self.pc.close();
+    }
+}

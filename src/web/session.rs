@@ -1,0 +1,824 @@
+//! `RoomCore`, the wasm half of the JS `RoomSession` (pkg-template/index.js adds the event API
+//! on top). It drives the browser for the sans-IO [`Session`] and the per-peer negotiation:
+//! browser events go in, actions come out and run here.
+//!
+//! Every callback enters through [`with`]. It borrows the state, runs the core, carries out the
+//! resulting actions, and releases the borrow *before* calling JS. An app listener that calls
+//! back into the session (e.g. `leave()` inside `peer-left`) is therefore safe.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeMap,
+    rc::{Rc, Weak},
+};
+
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Promise};
+use rtcroom_protocol::{
+    valid_room_name, ClientMsg, IceCandidate, LeaveReason, SdpKind, ServerMsg, SessionDescription,
+    SignalPayload, StreamRole,
+};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcSdpType,
+    RtcSessionDescriptionInit,
+};
+
+use super::{
+    js::{self, error_value, from_js, from_json, now, object, to_js, to_json, Js},
+    peer::{Peer, PeerEvent},
+    transport::{Socket, TransportEvent},
+};
+use crate::{
+    error::{code, SdkError},
+    peer::{
+        lifecycle::{IcePolicy, PeerAction},
+        negotiation::{CandidateStep, DescriptionStep, SignalingState},
+    },
+    room::session::{Session, SessionAction, SessionConfig, SessionState},
+    signaling::retry::RetryPolicy,
+};
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawRetry {
+    initial_delay_ms: Option<f64>,
+    max_delay_ms: Option<f64>,
+    factor: Option<f64>,
+    jitter: Option<f64>,
+    max_attempts: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawIce {
+    max_restarts: Option<u32>,
+    disconnected_grace_ms: Option<f64>,
+    restart_timeout_ms: Option<f64>,
+}
+
+/// The config object of `new RoomSession(config)`; `iceServers` and `metadata` are read as
+/// plain JS values.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConfig {
+    room: String,
+    url: Option<String>,
+    token: Option<String>,
+    capacity: Option<u32>,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    ice: RawIce,
+    heartbeat_interval_ms: Option<f64>,
+    heartbeat_timeout_ms: Option<f64>,
+    join_attempts: Option<u32>,
+}
+
+fn invalid(message: impl Into<String>) -> JsValue {
+    error_value(&SdkError::new(code::INVALID_ARGUMENT, message, true))
+}
+
+/// `ws(s)://<this page's host>/signal`: the default when the page is served by rtcroom-server.
+fn default_url() -> Option<String> {
+    let location = js::get(&js_sys::global(), "location");
+    let host = js::get(&location, "host").as_string()?;
+    let secure = js::get(&location, "protocol").as_string()? == "https:";
+    Some(format!("{}://{host}/signal", if secure { "wss" } else { "ws" }))
+}
+
+type Event = (Option<String>, &'static str, JsValue);
+
+struct Inner {
+    core: Session<Js>,
+    emit: Function,
+    url: String,
+    rtc_config: RtcConfiguration,
+    ice_policy: IcePolicy,
+    socket: Option<Socket>,
+    /// Events of an older socket are ignored.
+    socket_generation: u64,
+    peers: BTreeMap<String, Peer>,
+    next_serial: u64,
+    streams: Vec<(MediaStream, String)>,
+    timer: Option<Timeout>,
+    join_waiters: Vec<(Function, Function)>,
+    /// Filled while borrowed; fired by [`with`] after the borrow ends.
+    events: Vec<Event>,
+    settle: Vec<(Function, JsValue)>,
+    pagehide: Option<EventListener>,
+    weak: Weak<RefCell<Inner>>,
+}
+
+/// Runs `f` on the state, carries out what the core decided, then fires events outside the borrow.
+fn with(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
+    let Some(rc) = weak.upgrade() else { return };
+    let (events, settle, emit) = {
+        let Ok(mut inner) = rc.try_borrow_mut() else {
+            return;
+        };
+        f(&mut inner);
+        inner.process();
+        (
+            std::mem::take(&mut inner.events),
+            std::mem::take(&mut inner.settle),
+            inner.emit.clone(),
+        )
+    };
+    for (peer, name, detail) in events {
+        let peer = peer.map(JsValue::from).unwrap_or(JsValue::NULL);
+        let _ = emit.call3(&JsValue::NULL, &peer, &JsValue::from_str(name), &detail);
+    }
+    for (settle, value) in settle {
+        let _ = settle.call1(&JsValue::NULL, &value);
+    }
+}
+
+fn sdp_type(kind: SdpKind) -> RtcSdpType {
+    match kind {
+        SdpKind::Offer => RtcSdpType::Offer,
+        SdpKind::Answer => RtcSdpType::Answer,
+        SdpKind::Pranswer => RtcSdpType::Pranswer,
+        SdpKind::Rollback => RtcSdpType::Rollback,
+    }
+}
+
+fn sdp_kind(kind: RtcSdpType) -> Option<SdpKind> {
+    Some(match kind {
+        RtcSdpType::Offer => SdpKind::Offer,
+        RtcSdpType::Answer => SdpKind::Answer,
+        RtcSdpType::Pranswer => SdpKind::Pranswer,
+        RtcSdpType::Rollback => SdpKind::Rollback,
+        _ => return None,
+    })
+}
+
+async fn add_candidate(pc: &RtcPeerConnection, candidate: Option<IceCandidate>) -> Result<JsValue, JsValue> {
+    let promise = match candidate {
+        Some(c) => {
+            let init = RtcIceCandidateInit::new(&c.candidate);
+            init.set_sdp_mid(c.sdp_mid.as_deref());
+            init.set_sdp_m_line_index(c.sdp_m_line_index);
+            if let Some(ufrag) = c.username_fragment.as_deref() {
+                let _ = js_sys::Reflect::set(&init, &"usernameFragment".into(), &ufrag.into());
+            }
+            pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))
+        }
+        None => pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(None),
+    };
+    JsFuture::from(promise).await
+}
+
+fn describe_error(err: &JsValue) -> String {
+    js::get(err, "message")
+        .as_string()
+        .unwrap_or_else(|| format!("{err:?}"))
+}
+
+impl Inner {
+    fn event(&mut self, peer: Option<&str>, name: &'static str, detail: JsValue) {
+        self.events.push((peer.map(String::from), name, detail));
+    }
+
+    fn error(&mut self, error: SdkError) {
+        let value = error_value(&error);
+        self.event(None, "error", value);
+    }
+
+    fn peer_mut(&mut self, id: &str, serial: u64) -> Option<&mut Peer> {
+        self.peers.get_mut(id).filter(|p| p.serial == serial)
+    }
+
+    fn process(&mut self) {
+        loop {
+            let actions = self.core.drain();
+            if actions.is_empty() {
+                break;
+            }
+            for action in actions {
+                self.act(action);
+            }
+        }
+        self.schedule();
+    }
+
+    fn schedule(&mut self) {
+        self.timer = self.core.next_wake().map(|at| {
+            let weak = self.weak.clone();
+            let delay = (at - now()).clamp(0.0, 3_600_000.0) as u32;
+            Timeout::new(delay, move || with(&weak, |inner| inner.core.tick(now())))
+        });
+    }
+
+    fn act(&mut self, action: SessionAction<Js>) {
+        match action {
+            SessionAction::Transition { from, to, reason } => {
+                let detail = object(&[
+                    ("from", from.as_str().into()),
+                    ("to", to.as_str().into()),
+                    ("reason", reason.into()),
+                ]);
+                self.event(None, "state-change", detail);
+                if matches!(to, SessionState::Left | SessionState::Failed) {
+                    self.pagehide = None;
+                }
+            }
+            SessionAction::OpenTransport => self.open_socket(),
+            SessionAction::CloseTransport => self.socket = None,
+            SessionAction::Send(msg) => self.send(&msg),
+            SessionAction::JoinResolved => {
+                for (resolve, _) in std::mem::take(&mut self.join_waiters) {
+                    self.settle.push((resolve, JsValue::UNDEFINED));
+                }
+            }
+            SessionAction::JoinRejected(error) => {
+                for (_, reject) in std::mem::take(&mut self.join_waiters) {
+                    self.settle.push((reject, error_value(&error)));
+                }
+            }
+            SessionAction::PeerJoined { id, metadata } => self.add_peer(id, metadata.map(|m| m.0)),
+            SessionAction::PeerLeft { id, reason } => self.remove_peer(&id, reason),
+            SessionAction::PeerMetadata { id, metadata } => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.metadata = metadata.0.clone();
+                }
+                self.event(Some(&id), "metadata-updated", object(&[("metadata", metadata.0)]));
+            }
+            SessionAction::Signal { from, payload } => self.on_signal(&from, payload.0),
+            SessionAction::SayBye { to } => {
+                let bye = Js(to_js(&SignalPayload::<Js>::Bye));
+                for to in to {
+                    self.send(&ClientMsg::Signal {
+                        to,
+                        payload: bye.clone(),
+                    });
+                }
+            }
+            SessionAction::Error(error) => self.error(error),
+        }
+    }
+
+    fn open_socket(&mut self) {
+        self.socket_generation += 1;
+        let generation = self.socket_generation;
+        let weak = self.weak.clone();
+        let on_event = move |event| with(&weak, |inner| inner.on_transport(generation, event));
+        match Socket::open(&self.url, on_event) {
+            Ok(socket) => self.socket = Some(socket),
+            Err(message) => {
+                self.socket = None;
+                self.core.transport_closed(1006, &message, now());
+            }
+        }
+    }
+
+    fn on_transport(&mut self, generation: u64, event: TransportEvent) {
+        if generation != self.socket_generation || self.socket.is_none() {
+            return;
+        }
+        match event {
+            TransportEvent::Open => self.core.transport_open(now()),
+            TransportEvent::Message(text) => match from_json::<ServerMsg<Js>>(&text) {
+                Some(msg) => self.core.message(msg, now()),
+                None => self.error(SdkError::new(
+                    code::PROTOCOL,
+                    "unreadable frame from the server",
+                    false,
+                )),
+            },
+            TransportEvent::Closed { code, reason } => {
+                self.socket = None;
+                self.core.transport_closed(code, &reason, now());
+            }
+        }
+    }
+
+    fn send(&self, msg: &ClientMsg<Js>) {
+        if let (Some(socket), Some(text)) = (&self.socket, to_json(msg)) {
+            socket.send(&text);
+        }
+    }
+
+    fn add_peer(&mut self, id: String, metadata: Option<JsValue>) {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let metadata = metadata.unwrap_or(JsValue::NULL);
+        let local_id = self.core.local_id().unwrap_or_default().to_string();
+        let weak = self.weak.clone();
+        let peer_id = id.clone();
+        let on_event = move |event| with(&weak, |inner| inner.on_peer(&peer_id, serial, event));
+        match Peer::new(
+            id.clone(),
+            serial,
+            &local_id,
+            metadata.clone(),
+            &self.rtc_config,
+            self.ice_policy,
+            on_event,
+        ) {
+            Ok(mut peer) => {
+                for (stream, _) in &self.streams {
+                    peer.add_stream(stream);
+                }
+                let pc = peer.pc.clone();
+                self.peers.insert(id.clone(), peer);
+                let detail = object(&[
+                    ("peerId", id.as_str().into()),
+                    ("metadata", metadata),
+                    ("peerConnection", pc.into()),
+                ]);
+                self.event(None, "peer-joined", detail);
+            }
+            Err(err) => self.error(SdkError::new(
+                code::NEGOTIATION,
+                format!(
+                    "cannot create a peer connection for {id}: {}",
+                    describe_error(&err)
+                ),
+                false,
+            )),
+        }
+    }
+
+    fn remove_peer(&mut self, id: &str, reason: LeaveReason) {
+        let Some(mut peer) = self.peers.remove(id) else {
+            return;
+        };
+        let actions = peer.life.close();
+        for (stream, role) in std::mem::take(&mut peer.remote_streams).into_values() {
+            self.event(
+                Some(id),
+                "stream-removed",
+                object(&[("stream", stream.into()), ("role", role.into())]),
+            );
+        }
+        self.life_events(id, actions);
+        drop(peer); // closes the RTCPeerConnection and removes its listeners
+        let reason = match reason {
+            LeaveReason::Left => "left",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Kicked => "kicked",
+        };
+        self.event(Some(id), "peer-left", object(&[("reason", reason.into())]));
+        self.event(
+            None,
+            "peer-left",
+            object(&[("peerId", id.into()), ("reason", reason.into())]),
+        );
+    }
+
+    /// Carries out a peer's lifecycle actions: events, ICE restarts, timers.
+    fn life_events(&mut self, id: &str, actions: Vec<PeerAction>) {
+        for action in actions {
+            match action {
+                PeerAction::Transition { from, to } => {
+                    let detail = object(&[("from", from.as_str().into()), ("to", to.as_str().into())]);
+                    self.event(Some(id), "state-change", detail);
+                }
+                PeerAction::RestartIce { .. } => {
+                    if let Some(peer) = self.peers.get(id) {
+                        js::restart_ice(&peer.pc);
+                    }
+                }
+                PeerAction::WakeAt(at) => {
+                    let weak = self.weak.clone();
+                    if let Some(peer) = self.peers.get_mut(id) {
+                        let (peer_id, serial) = (id.to_string(), peer.serial);
+                        let delay = (at - now()).clamp(0.0, 3_600_000.0) as u32;
+                        peer.timer = Some(Timeout::new(delay, move || {
+                            with(&weak, |inner| {
+                                let actions = match inner.peer_mut(&peer_id, serial) {
+                                    Some(peer) => peer.life.tick(now()),
+                                    None => return,
+                                };
+                                inner.life_events(&peer_id, actions);
+                            })
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_peer(&mut self, id: &str, serial: u64, event: PeerEvent) {
+        let Some(peer) = self.peer_mut(id, serial) else {
+            return;
+        };
+        match event {
+            PeerEvent::NegotiationNeeded => {
+                if !peer.negotiation.negotiation_needed() {
+                    return;
+                }
+                let actions = peer.life.negotiating();
+                let pc = peer.pc.clone();
+                self.life_events(id, actions);
+                let (weak, peer_id) = (self.weak.clone(), id.to_string());
+                spawn_local(async move {
+                    let result = JsFuture::from(js::set_local_description_implicit(&pc)).await;
+                    with(&weak, |inner| {
+                        inner.local_description_done(&peer_id, serial, result.err())
+                    });
+                });
+            }
+            PeerEvent::IceCandidate(candidate) => {
+                let payload = Js(to_js(&SignalPayload::<Js>::Candidate { candidate }));
+                self.core.signal(id, payload);
+            }
+            PeerEvent::Track(stream) => {
+                let stream_id = stream.id();
+                if peer.remote_streams.contains_key(&stream_id) {
+                    return;
+                }
+                let role = peer
+                    .remote_roles
+                    .get(&stream_id)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
+                peer.watch_stream(&stream);
+                peer.remote_streams
+                    .insert(stream_id, (stream.clone(), role.clone()));
+                self.event(
+                    Some(id),
+                    "stream-added",
+                    object(&[("stream", stream.into()), ("role", role.into())]),
+                );
+            }
+            PeerEvent::StreamEmptied(stream_id) => {
+                if let Some((stream, role)) = peer.remote_streams.remove(&stream_id) {
+                    self.event(
+                        Some(id),
+                        "stream-removed",
+                        object(&[("stream", stream.into()), ("role", role.into())]),
+                    );
+                }
+            }
+            PeerEvent::ConnectionState(state) => {
+                let actions = peer.life.connection_state(&state, now());
+                self.life_events(id, actions);
+            }
+        }
+    }
+
+    /// `setLocalDescription()` finished: send the description (offer or answer).
+    fn local_description_done(&mut self, id: &str, serial: u64, error: Option<JsValue>) {
+        let Some(peer) = self.peer_mut(id, serial) else {
+            return;
+        };
+        peer.negotiation.offer_sent();
+        if let Some(err) = error {
+            let message = format!("setLocalDescription with {id}: {}", describe_error(&err));
+            return self.error(SdkError::new(code::NEGOTIATION, message, false));
+        }
+        let Some(local) = peer.pc.local_description() else {
+            return;
+        };
+        let Some(kind) = sdp_kind(local.type_()) else {
+            return;
+        };
+        let roles = self
+            .streams
+            .iter()
+            .map(|(s, role)| StreamRole {
+                stream: s.id(),
+                role: role.clone(),
+            })
+            .collect();
+        let payload = SignalPayload::<Js>::Description {
+            description: SessionDescription {
+                kind,
+                sdp: local.sdp(),
+            },
+            roles,
+        };
+        self.core.signal(id, Js(to_js(&payload)));
+    }
+
+    fn on_signal(&mut self, from: &str, payload: JsValue) {
+        let Some(payload) = from_js::<SignalPayload<Js>>(payload) else {
+            let message = format!("unreadable signal from {from}");
+            return self.error(SdkError::new(code::PEER_SIGNAL, message, false));
+        };
+        let weak = self.weak.clone();
+        match payload {
+            SignalPayload::Bye => self.core.peer_bye(from),
+            SignalPayload::App { data } => self.event(Some(from), "app-signal", object(&[("data", data.0)])),
+            SignalPayload::Description { description, roles } => {
+                let Some(peer) = self.peers.get_mut(from) else {
+                    return;
+                };
+                peer.remote_roles
+                    .extend(roles.into_iter().map(|r| (r.stream, r.role)));
+                let state = SignalingState::parse(
+                    &js::get(&peer.pc, "signalingState")
+                        .as_string()
+                        .unwrap_or_default(),
+                );
+                let step = peer.negotiation.remote_description(description.kind, state);
+                let actions = peer.life.negotiating();
+                let (pc, serial, peer_id) = (peer.pc.clone(), peer.serial, from.to_string());
+                self.life_events(from, actions);
+                let DescriptionStep::Apply { answer } = step else {
+                    return;
+                };
+                spawn_local(async move {
+                    let init = RtcSessionDescriptionInit::new(sdp_type(description.kind));
+                    init.set_sdp(&description.sdp);
+                    let result = JsFuture::from(pc.set_remote_description(&init)).await;
+                    let mut early = Vec::new();
+                    with(&weak, |inner| {
+                        if let Some(peer) = inner.peer_mut(&peer_id, serial) {
+                            early = peer.negotiation.remote_applied(result.is_ok());
+                        }
+                        if let Err(err) = &result {
+                            let message =
+                                format!("setRemoteDescription from {peer_id}: {}", describe_error(err));
+                            inner.error(SdkError::new(code::NEGOTIATION, message, false));
+                        }
+                    });
+                    if result.is_err() {
+                        return;
+                    }
+                    for candidate in early {
+                        let added = add_candidate(&pc, candidate).await;
+                        with(&weak, |inner| {
+                            inner.candidate_added(&peer_id, serial, added.err())
+                        });
+                    }
+                    if answer {
+                        let result = JsFuture::from(js::set_local_description_implicit(&pc)).await;
+                        with(&weak, |inner| {
+                            inner.local_description_done(&peer_id, serial, result.err())
+                        });
+                    }
+                });
+            }
+            SignalPayload::Candidate { candidate } => {
+                let Some(peer) = self.peers.get_mut(from) else {
+                    return;
+                };
+                if peer.negotiation.remote_candidate(candidate.clone()) == CandidateStep::Add {
+                    let (pc, serial, peer_id) = (peer.pc.clone(), peer.serial, from.to_string());
+                    spawn_local(async move {
+                        let added = add_candidate(&pc, candidate).await;
+                        with(&weak, |inner| {
+                            inner.candidate_added(&peer_id, serial, added.err())
+                        });
+                    });
+                }
+            }
+        }
+    }
+
+    fn candidate_added(&mut self, id: &str, serial: u64, error: Option<JsValue>) {
+        let Some(err) = error else { return };
+        let Some(peer) = self.peer_mut(id, serial) else {
+            return;
+        };
+        if peer.negotiation.candidate_failed() {
+            let message = format!("addIceCandidate from {id}: {}", describe_error(&err));
+            self.error(SdkError::new(code::NEGOTIATION, message, false));
+        }
+    }
+}
+
+/// The wasm half of `RoomSession`. Use the `RoomSession` class from the package entry; it adds
+/// `on()` and `RemotePeer` objects on top.
+#[wasm_bindgen]
+pub struct RoomCore {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[wasm_bindgen]
+impl RoomCore {
+    /// `emit(peerIdOrNull, eventName, detail)` receives every event.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue, emit: Function) -> Result<RoomCore, JsValue> {
+        let raw: RawConfig = serde_wasm_bindgen::from_value(config.clone())
+            .map_err(|err| invalid(format!("invalid RoomSession config: {err}")))?;
+        if !valid_room_name(&raw.room) {
+            return Err(invalid("room names are 1-64 characters of [A-Za-z0-9_.-]"));
+        }
+        let mut url = raw
+            .url
+            .or_else(default_url)
+            .ok_or_else(|| invalid("config.url is required here"))?;
+        if let Some(token) = raw.token.as_deref() {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!(
+                "{url}{separator}token={}",
+                String::from(js_sys::encode_uri_component(token))
+            );
+        }
+        let metadata = js::get(&config, "metadata");
+        if !(metadata.is_undefined()
+            || metadata.is_null()
+            || (metadata.is_object() && !Array::is_array(&metadata)))
+        {
+            return Err(invalid("config.metadata must be an object"));
+        }
+        let defaults = RetryPolicy::default();
+        let mut session = SessionConfig::new(raw.room);
+        session.metadata = metadata.is_object().then_some(Js(metadata));
+        session.capacity = raw.capacity;
+        session.retry = RetryPolicy {
+            initial_delay_ms: raw.retry.initial_delay_ms.unwrap_or(defaults.initial_delay_ms),
+            max_delay_ms: raw.retry.max_delay_ms.unwrap_or(defaults.max_delay_ms),
+            factor: raw.retry.factor.unwrap_or(defaults.factor),
+            jitter: raw.retry.jitter.unwrap_or(defaults.jitter),
+            max_attempts: raw.retry.max_attempts.unwrap_or(defaults.max_attempts),
+        };
+        if let Some(ms) = raw.heartbeat_interval_ms {
+            session.heartbeat_interval_ms = ms.max(100.0);
+        }
+        if let Some(ms) = raw.heartbeat_timeout_ms {
+            session.heartbeat_timeout_ms = ms.max(300.0);
+        }
+        if let Some(n) = raw.join_attempts {
+            session.initial_attempts = n.max(1);
+        }
+        session.jitter_seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
+        let ice_defaults = IcePolicy::default();
+        let ice_policy = IcePolicy {
+            max_restarts: raw.ice.max_restarts.unwrap_or(ice_defaults.max_restarts),
+            disconnected_grace_ms: raw
+                .ice
+                .disconnected_grace_ms
+                .unwrap_or(ice_defaults.disconnected_grace_ms),
+            restart_timeout_ms: raw
+                .ice
+                .restart_timeout_ms
+                .unwrap_or(ice_defaults.restart_timeout_ms),
+        };
+        let rtc_config = RtcConfiguration::new();
+        let ice_servers = js::get(&config, "iceServers");
+        if Array::is_array(&ice_servers) {
+            rtc_config.set_ice_servers(&ice_servers);
+        }
+        let inner = Rc::new_cyclic(|weak| {
+            RefCell::new(Inner {
+                core: Session::new(session),
+                emit,
+                url,
+                rtc_config,
+                ice_policy,
+                socket: None,
+                socket_generation: 0,
+                peers: BTreeMap::new(),
+                next_serial: 0,
+                streams: Vec::new(),
+                timer: None,
+                join_waiters: Vec::new(),
+                events: Vec::new(),
+                settle: Vec::new(),
+                pagehide: None,
+                weak: weak.clone(),
+            })
+        });
+        Ok(RoomCore { inner })
+    }
+
+    fn weak(&self) -> Weak<RefCell<Inner>> {
+        Rc::downgrade(&self.inner)
+    }
+
+    /// Resolves once joined; rejects with `{code, message, fatal}`.
+    pub fn join(&self) -> Promise {
+        let mut waiter = None;
+        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
+        let weak = self.weak();
+        with(&weak, |inner| {
+            if let Some(waiter) = waiter {
+                inner.join_waiters.push(waiter);
+            }
+            if inner.core.state() == SessionState::Idle {
+                if let Some(window) = web_sys::window() {
+                    let weak = inner.weak.clone();
+                    inner.pagehide = Some(EventListener::new(&window, "pagehide", move |_| {
+                        with(&weak, |i| i.core.leave())
+                    }));
+                }
+            }
+            inner.core.join(now());
+        });
+        promise
+    }
+
+    /// Leaves: bye to every peer, closes every peer connection, the socket, timers, listeners.
+    /// With `stopTracks`, also stops the tracks of the streams given to `addStream`.
+    pub fn leave(&self, stop_tracks: Option<bool>) -> Promise {
+        with(&self.weak(), |inner| {
+            inner.core.leave();
+            if stop_tracks == Some(true) {
+                for (stream, _) in &inner.streams {
+                    for track in stream.get_tracks().iter() {
+                        if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                            track.stop();
+                        }
+                    }
+                }
+            }
+        });
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// Sends `stream` to every peer, now and later; `role` labels it on the other side.
+    #[wasm_bindgen(js_name = addStream)]
+    pub fn add_stream(&self, stream: MediaStream, role: String) {
+        with(&self.weak(), |inner| {
+            if inner.streams.iter().any(|(s, _)| s.id() == stream.id()) {
+                return;
+            }
+            for peer in inner.peers.values_mut() {
+                peer.add_stream(&stream);
+            }
+            inner.streams.push((stream, role));
+        });
+    }
+
+    #[wasm_bindgen(js_name = removeStream)]
+    pub fn remove_stream(&self, stream: MediaStream) {
+        let id = stream.id();
+        with(&self.weak(), |inner| {
+            inner.streams.retain(|(s, _)| s.id() != id);
+            for peer in inner.peers.values_mut() {
+                peer.remove_stream(&id);
+            }
+        });
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.borrow().core.state().as_str().to_string()
+    }
+
+    #[wasm_bindgen(getter, js_name = localPeerId)]
+    pub fn local_peer_id(&self) -> Option<String> {
+        self.inner.borrow().core.local_id().map(String::from)
+    }
+
+    #[wasm_bindgen(js_name = peerIds)]
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.inner.borrow().peers.keys().cloned().collect()
+    }
+
+    #[wasm_bindgen(js_name = peerConnection)]
+    pub fn peer_connection(&self, id: &str) -> Option<RtcPeerConnection> {
+        self.inner.borrow().peers.get(id).map(|p| p.pc.clone())
+    }
+
+    #[wasm_bindgen(js_name = peerState)]
+    pub fn peer_state(&self, id: &str) -> Option<String> {
+        self.inner
+            .borrow()
+            .peers
+            .get(id)
+            .map(|p| p.life.state().as_str().to_string())
+    }
+
+    #[wasm_bindgen(js_name = peerMetadata)]
+    pub fn peer_metadata(&self, id: &str) -> JsValue {
+        self.inner
+            .borrow()
+            .peers
+            .get(id)
+            .map(|p| p.metadata.clone())
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// `[{stream, role}]` received from a peer.
+    #[wasm_bindgen(js_name = peerStreams)]
+    pub fn peer_streams(&self, id: &str) -> Array {
+        let inner = self.inner.borrow();
+        let list = Array::new();
+        if let Some(peer) = inner.peers.get(id) {
+            for (stream, role) in peer.remote_streams.values() {
+                list.push(&object(&[
+                    ("stream", stream.into()),
+                    ("role", role.as_str().into()),
+                ]));
+            }
+        }
+        list
+    }
+
+    /// Replaces this peer's metadata (must be an object); the others get `metadata-updated`.
+    #[wasm_bindgen(js_name = updateMetadata)]
+    pub fn update_metadata(&self, metadata: JsValue) -> Result<(), JsValue> {
+        if !metadata.is_object() || Array::is_array(&metadata) {
+            return Err(invalid("metadata must be an object"));
+        }
+        with(&self.weak(), |inner| inner.core.update_metadata(Js(metadata)));
+        Ok(())
+    }
+
+    /// Restarts ICE with one peer now (recovery does this by itself; for apps and tests).
+    #[wasm_bindgen(js_name = restartIce)]
+    pub fn restart_ice(&self, id: &str) {
+        if let Some(peer) = self.inner.borrow().peers.get(id) {
+            js::restart_ice(&peer.pc);
+        }
+    }
+}
