@@ -96,8 +96,10 @@ impl Peer {
                     let Some(event) = e.dyn_ref::<RtcTrackEvent>() else {
                         return;
                     };
-                    if let Some(stream) = event.streams().get(0).dyn_ref::<MediaStream>() {
-                        on(PeerEvent::Track(stream.clone()));
+                    // `Clone::clone`: MediaStream's own `.clone()` is the JS method that copies
+                    // the stream (new id, cloned tracks), not a second handle to it.
+                    if let Ok(stream) = event.streams().get(0).dyn_into::<MediaStream>() {
+                        on(PeerEvent::Track(stream));
                     }
                 }),
             ));
@@ -167,7 +169,7 @@ impl Peer {
     pub fn watch_stream(&mut self, stream: &MediaStream) {
         let on = self.on_event.clone();
         let id = stream.id();
-        let watched = stream.clone();
+        let watched = Clone::clone(stream);
         self.listeners
             .push(EventListener::new(stream, "removetrack", move |_| {
                 if watched.get_tracks().length() == 0 {

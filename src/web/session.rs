@@ -439,7 +439,7 @@ impl Inner {
                     .unwrap_or_else(|| "unknown".into());
                 peer.watch_stream(&stream);
                 peer.remote_streams
-                    .insert(stream_id, (stream.clone(), role.clone()));
+                    .insert(stream_id, (Clone::clone(&stream), role.clone()));
                 self.event(
                     Some(id),
                     "stream-added",

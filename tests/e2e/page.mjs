@@ -1,0 +1,63 @@
+// Helpers evaluated inside test pages (serialized by puppeteer, so self-contained functions).
+
+/** Installs `window.rt`: session factory and bounded waits, using the built package. */
+export async function installPageHelpers(page) {
+  await page.evaluate(async () => {
+    const sdk = await import('/pkg/index.js');
+    await sdk.load();
+    const within = (ms, what, promise) => Promise.race([
+      promise,
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)),
+    ]);
+    const waitFor = async (what, predicate, ms = 20000) => {
+      const start = performance.now();
+      while (!(await predicate())) {
+        if (performance.now() - start > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const framesDecoded = async (pc) => {
+      if (!pc) return 0;
+      let frames = 0;
+      (await pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesDecoded ?? 0);
+      });
+      return frames;
+    };
+    /** A session with a fake camera+mic, recording what it sees. */
+    const session = async (room, options = {}) => {
+      const s = new sdk.RoomSession({ room, ...options });
+      const log = { joined: [], left: [], added: new Map(), removed: [], states: [], errors: [] };
+      s.on('peer-joined', ({ peer }) => {
+        log.joined.push(peer.id);
+        peer.on('stream-added', ({ stream, role }) => {
+          const list = log.added.get(peer.id) ?? [];
+          list.push({ stream, role });
+          log.added.set(peer.id, list);
+        });
+        peer.on('stream-removed', ({ role }) => log.removed.push({ peer: peer.id, role }));
+      });
+      s.on('peer-left', ({ peer, reason }) => log.left.push({ id: peer.id, reason, at: performance.now() }));
+      s.on('state-change', ({ to }) => log.states.push(to));
+      s.on('error', (e) => log.errors.push(`${e.code}: ${e.message}`));
+      let stream = null;
+      if (options.media !== false) {
+        stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
+        s.addStream(stream, { role: 'camera' });
+      }
+      return { s, log, stream };
+    };
+    /** Resolves once `a` and `b` both see each other connected with decoding video. */
+    const connected = async (a, b, ms = 20000) => {
+      for (const [x, y] of [[a, b], [b, a]]) {
+        await waitFor(`${x.s.localPeerId} sees ${y.s.localPeerId} connected`,
+          () => x.s.peer(y.s.localPeerId)?.state === 'connected', ms);
+      }
+    };
+    window.rt = { sdk, within, waitFor, framesDecoded, session, connected };
+  });
+}
+
+export function roomName(prefix) {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}
