@@ -4,8 +4,26 @@ use clap::Parser;
 use rtcroom_server::{serve, shutdown_signal, Config};
 use tracing_subscriber::EnvFilter;
 
+/// Each WebSocket is a file descriptor: lift the soft open-file limit to the hard one so a busy
+/// server is not capped by the usual soft default of 1024.
+fn raise_nofile_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    raise_nofile_limit();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

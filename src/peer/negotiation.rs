@@ -3,6 +3,13 @@
 //! The *impolite* peer ignores the incoming offer. Roles come from the two peer ids, so both
 //! sides agree without talking: the smaller id is polite.
 //!
+//! Initial glare is avoided rather than resolved. Both sides add tracks when they first meet, so
+//! both want to offer at once, and Chromium stalls ICE gathering after the resulting implicit
+//! rollback (seen here: both sides `stable`, ICE `new`, no candidates after the answer). So the
+//! polite side holds its first offer until the impolite side's offer has been applied, or until
+//! [`INITIAL_OFFER_WAIT_MS`] passes, and then offers whatever is still pending. Later glare
+//! (both renegotiating mid-call) goes through the perfect-negotiation path.
+//!
 //! The shell runs the browser calls (`setLocalDescription()`, `setRemoteDescription()`,
 //! `addIceCandidate()`) and reports back. This type only decides what happens next.
 
@@ -53,6 +60,9 @@ pub enum CandidateStep {
     Queued,
 }
 
+/// How long the polite side waits for the impolite side's first offer before offering itself.
+pub const INITIAL_OFFER_WAIT_MS: f64 = 3000.0;
+
 /// Per-remote-peer negotiation flags (the `makingOffer` / `ignoreOffer` /
 /// `isSettingRemoteAnswerPending` of the spec's example) and early candidates.
 #[derive(Debug, Clone)]
@@ -63,6 +73,8 @@ pub struct Negotiation {
     setting_remote_answer: bool,
     has_remote_description: bool,
     early_candidates: Vec<Option<IceCandidate>>,
+    /// The polite side's first offer, held since this time (see the module docs).
+    deferred_since: Option<f64>,
 }
 
 /// The polite side of a pair: the one with the smaller id (ids differ within a room).
@@ -79,6 +91,7 @@ impl Negotiation {
             setting_remote_answer: false,
             has_remote_description: false,
             early_candidates: Vec::new(),
+            deferred_since: None,
         }
     }
 
@@ -86,12 +99,39 @@ impl Negotiation {
         self.polite
     }
 
-    /// `negotiationneeded` fired. True: run `setLocalDescription()` and send the offer, then call
-    /// [`offer_sent`](Self::offer_sent). False: an offer is already being made.
-    pub fn negotiation_needed(&mut self) -> bool {
+    /// `negotiationneeded` fired at `now`. True: run `setLocalDescription()` and send the offer,
+    /// then call [`offer_sent`](Self::offer_sent). False: an offer is already being made, or the
+    /// polite side holds its first offer (call [`deferred_offer`](Self::deferred_offer) later).
+    pub fn negotiation_needed(&mut self, now: f64) -> bool {
         if self.making_offer {
             return false;
         }
+        if self.polite && !self.has_remote_description {
+            self.deferred_since.get_or_insert(now);
+            return false;
+        }
+        self.making_offer = true;
+        true
+    }
+
+    /// When a held first offer must go out even without the other side's offer.
+    pub fn deferred_deadline(&self) -> Option<f64> {
+        self.deferred_since.map(|t| t + INITIAL_OFFER_WAIT_MS)
+    }
+
+    /// True once a held offer should be made now: after the first remote description is in and
+    /// the connection is `stable` again, or when the wait is over. Then it counts as making an
+    /// offer, as with [`negotiation_needed`](Self::negotiation_needed).
+    pub fn deferred_offer(&mut self, state: SignalingState, now: f64) -> bool {
+        let Some(since) = self.deferred_since else {
+            return false;
+        };
+        let due = (self.has_remote_description && state == SignalingState::Stable)
+            || now - since >= INITIAL_OFFER_WAIT_MS;
+        if !due || self.making_offer || state == SignalingState::Closed {
+            return false;
+        }
+        self.deferred_since = None;
         self.making_offer = true;
         true
     }
@@ -261,9 +301,46 @@ mod tests {
     }
 
     #[test]
+    fn polite_side_holds_its_first_offer_until_the_other_offer_is_in() {
+        let (mut polite, mut impolite) = pair();
+        assert!(!polite.negotiation_needed(0.0), "held");
+        assert!(impolite.negotiation_needed(0.0));
+        assert_eq!(polite.deferred_deadline(), Some(INITIAL_OFFER_WAIT_MS));
+        assert!(
+            !polite.deferred_offer(Stable, 10.0),
+            "nothing from the other side yet"
+        );
+        assert_eq!(
+            polite.remote_description(SdpKind::Offer, Stable),
+            DescriptionStep::Apply { answer: true }
+        );
+        polite.remote_applied(true);
+        assert!(!polite.deferred_offer(HaveRemoteOffer, 20.0), "answer first");
+        assert!(polite.deferred_offer(Stable, 30.0), "then the held offer");
+        assert!(polite.making_offer());
+        assert!(!polite.deferred_offer(Stable, 40.0), "only once");
+        assert_eq!(polite.deferred_deadline(), None);
+        // Once negotiated, the polite side offers directly.
+        polite.offer_sent();
+        assert!(polite.negotiation_needed(50.0));
+    }
+
+    #[test]
+    fn a_held_offer_goes_out_after_the_wait_if_the_other_side_stays_silent() {
+        let (mut polite, _) = pair();
+        assert!(!polite.negotiation_needed(100.0));
+        assert!(!polite.negotiation_needed(500.0), "the first hold time counts");
+        assert!(!polite.deferred_offer(Stable, 100.0 + INITIAL_OFFER_WAIT_MS - 1.0));
+        assert!(polite.deferred_offer(Stable, 100.0 + INITIAL_OFFER_WAIT_MS));
+    }
+
+    #[test]
     fn glare_resolves_to_exactly_one_offer_applied() {
         let (mut polite, mut impolite) = pair();
-        assert!(polite.negotiation_needed() && impolite.negotiation_needed());
+        // Mid-call: both have negotiated before, then both renegotiate at once.
+        polite.has_remote_description = true;
+        impolite.has_remote_description = true;
+        assert!(polite.negotiation_needed(0.0) && impolite.negotiation_needed(0.0));
         // Both offers cross on the wire.
         assert_eq!(
             impolite.remote_description(SdpKind::Offer, HaveLocalOffer),
@@ -290,11 +367,11 @@ mod tests {
 
     #[test]
     fn a_second_negotiation_needed_while_offering_is_coalesced() {
-        let (mut a, _) = pair();
-        assert!(a.negotiation_needed());
-        assert!(!a.negotiation_needed());
+        let (_, mut a) = pair();
+        assert!(a.negotiation_needed(0.0));
+        assert!(!a.negotiation_needed(0.0));
         a.offer_sent();
-        assert!(a.negotiation_needed());
+        assert!(a.negotiation_needed(0.0));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Peer {
     /// Roles the remote side announced with its descriptions.
     pub remote_roles: BTreeMap<String, String>,
     pub timer: Option<Timeout>,
+    /// Fires when a held first offer must go out (see `Negotiation::deferred_deadline`).
+    pub offer_timer: Option<Timeout>,
     _data: RtcDataChannel,
     listeners: Vec<EventListener>,
     on_event: std::rc::Rc<dyn Fn(PeerEvent)>,
@@ -133,6 +135,7 @@ impl Peer {
             remote_streams: BTreeMap::new(),
             remote_roles: BTreeMap::new(),
             timer: None,
+            offer_timer: None,
             _data: data,
             listeners,
             on_event,

@@ -404,24 +404,23 @@ impl Inner {
     }
 
     fn on_peer(&mut self, id: &str, serial: u64, event: PeerEvent) {
+        let weak = self.weak.clone();
         let Some(peer) = self.peer_mut(id, serial) else {
             return;
         };
         match event {
             PeerEvent::NegotiationNeeded => {
-                if !peer.negotiation.negotiation_needed() {
-                    return;
-                }
                 let actions = peer.life.negotiating();
-                let pc = peer.pc.clone();
+                if peer.negotiation.negotiation_needed(now()) {
+                    self.start_offer(id, serial);
+                } else if let Some(at) = peer.negotiation.deferred_deadline() {
+                    let peer_id = id.to_string();
+                    let delay = (at - now()).clamp(0.0, 60_000.0) as u32;
+                    peer.offer_timer = Some(Timeout::new(delay, move || {
+                        with(&weak, |inner| inner.deferred_offer(&peer_id, serial))
+                    }));
+                }
                 self.life_events(id, actions);
-                let (weak, peer_id) = (self.weak.clone(), id.to_string());
-                spawn_local(async move {
-                    let result = JsFuture::from(js::set_local_description_implicit(&pc)).await;
-                    with(&weak, |inner| {
-                        inner.local_description_done(&peer_id, serial, result.err())
-                    });
-                });
             }
             PeerEvent::IceCandidate(candidate) => {
                 let payload = Js(to_js(&SignalPayload::<Js>::Candidate { candidate }));
@@ -462,6 +461,36 @@ impl Inner {
         }
     }
 
+    /// `setLocalDescription()` now, and send the offer it creates.
+    fn start_offer(&mut self, id: &str, serial: u64) {
+        let Some(peer) = self.peer_mut(id, serial) else {
+            return;
+        };
+        let (pc, weak, peer_id) = (peer.pc.clone(), self.weak.clone(), id.to_string());
+        spawn_local(async move {
+            let result = JsFuture::from(js::set_local_description_implicit(&pc)).await;
+            with(&weak, |inner| {
+                inner.local_description_done(&peer_id, serial, result.err())
+            });
+        });
+    }
+
+    /// Makes the polite side's held first offer if it is due (see `Negotiation`).
+    fn deferred_offer(&mut self, id: &str, serial: u64) {
+        let Some(peer) = self.peer_mut(id, serial) else {
+            return;
+        };
+        let state = SignalingState::parse(
+            &js::get(&peer.pc, "signalingState")
+                .as_string()
+                .unwrap_or_default(),
+        );
+        if peer.negotiation.deferred_offer(state, now()) {
+            peer.offer_timer = None;
+            self.start_offer(id, serial);
+        }
+    }
+
     /// `setLocalDescription()` finished: send the description (offer or answer).
     fn local_description_done(&mut self, id: &str, serial: u64, error: Option<JsValue>) {
         let Some(peer) = self.peer_mut(id, serial) else {
@@ -494,6 +523,9 @@ impl Inner {
             roles,
         };
         self.core.signal(id, Js(to_js(&payload)));
+        if kind == SdpKind::Answer {
+            self.deferred_offer(id, serial);
+        }
     }
 
     fn on_signal(&mut self, from: &str, payload: JsValue) {

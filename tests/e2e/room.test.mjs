@@ -74,3 +74,131 @@ for (const name of BROWSERS) {
     assert.deepEqual(result.errors, []);
   });
 }
+
+for (const name of BROWSERS) {
+  test(`${name}: four sessions form a full mesh, in join order and reversed`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected } = window.rt;
+      const out = {};
+      for (const order of ['forward', 'reverse']) {
+        const all = [];
+        for (let i = 0; i < 4; i++) all.push(await session(`${room}-${order}`));
+        const joining = order === 'forward' ? all : [...all].reverse();
+        for (const x of joining) await x.s.join();
+        for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) await connected(all[i], all[j]);
+        out[order] = {
+          peers: all.map((x) => x.s.peers().map((p) => p.state)),
+          errors: all.flatMap((x) => x.log.errors),
+        };
+        for (const x of all) await x.s.leave({ stopTracks: true });
+      }
+      return out;
+    }, roomName('mesh')));
+    for (const order of ['forward', 'reverse']) {
+      assert.deepEqual(result[order].peers, Array(4).fill(['connected', 'connected', 'connected']), order);
+      assert.deepEqual(result[order].errors, [], order);
+    }
+  });
+
+  test(`${name}: simultaneous joins (glare) never get stuck, 20 times`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected } = window.rt;
+      const rounds = [];
+      for (let i = 0; i < 20; i++) {
+        const a = await session(`${room}-${i}`);
+        const b = await session(`${room}-${i}`);
+        await Promise.all([a.s.join(), b.s.join()]);
+        await connected(a, b, 15000);
+        rounds.push([a.s.peers().length, b.s.peers().length, a.log.errors.length + b.log.errors.length]);
+        await Promise.all([a.s.leave({ stopTracks: true }), b.s.leave({ stopTracks: true })]);
+      }
+      return rounds;
+    }, roomName('glare')));
+    assert.deepEqual(result, Array(20).fill([1, 1, 0]));
+  });
+
+  test(`${name}: a second stream added mid-call from the polite and the impolite side, then removed`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected, waitFor } = window.rt;
+      const a = await session(room);
+      const b = await session(room);
+      await a.s.join();
+      await b.s.join();
+      await connected(a, b);
+      const polite = a.s.localPeerId < b.s.localPeerId ? a : b;
+      const impolite = polite === a ? b : a;
+      const screen = () => {
+        const canvas = Object.assign(document.createElement('canvas'), { width: 160, height: 120 });
+        const ctx = canvas.getContext('2d');
+        let n = 0;
+        setInterval(() => { ctx.fillStyle = `hsl(${(n += 10) % 360} 80% 50%)`; ctx.fillRect(0, 0, 160, 120); }, 50);
+        return canvas.captureStream(15);
+      };
+      const out = {};
+      for (const [label, from, to] of [['polite', polite, impolite], ['impolite', impolite, polite]]) {
+        const extra = screen();
+        from.s.addStream(extra, { role: 'screen' });
+        const fromId = from.s.localPeerId;
+        await waitFor(`${label} screen arrives`, () => (to.log.added.get(fromId) ?? []).some((e) => e.role === 'screen'));
+        const got = to.log.added.get(fromId).find((e) => e.role === 'screen');
+        out[label] = { id: got.stream.id === extra.id, tracks: got.stream.getVideoTracks().length };
+        from.s.removeStream(extra);
+        await waitFor(`${label} screen removed`, () => to.log.removed.some((e) => e.peer === fromId && e.role === 'screen'));
+        out[`${label}Remaining`] = to.s.peer(fromId).streams().map((e) => e.role);
+        to.log.removed.length = 0;
+      }
+      out.states = [a.s.peer(b.s.localPeerId).state, b.s.peer(a.s.localPeerId).state];
+      out.errors = [...a.log.errors, ...b.log.errors];
+      return out;
+    }, roomName('second')));
+    assert.deepEqual(result.polite, { id: true, tracks: 1 });
+    assert.deepEqual(result.impolite, { id: true, tracks: 1 });
+    assert.deepEqual(result.politeRemaining, ['camera']);
+    assert.deepEqual(result.impoliteRemaining, ['camera']);
+    assert.deepEqual(result.states, ['connected', 'connected']);
+    assert.deepEqual(result.errors, []);
+  });
+
+  test(`${name}: a full room refuses the next joiner with room-full, others undisturbed`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected } = window.rt;
+      const a = await session(room, { capacity: 2, media: false });
+      const b = await session(room, { media: false });
+      await a.s.join();
+      await b.s.join();
+      await connected(a, b);
+      const c = await session(room, { media: false });
+      const refused = await c.s.join().then(() => null, (e) => ({ code: e.code, fatal: e.fatal, isError: e instanceof Error }));
+      await new Promise((r) => setTimeout(r, 300));
+      return { refused, cState: c.s.state, aPeers: a.s.peers().length, aJoined: a.log.joined.length, cStates: c.log.states };
+    }, roomName('full')));
+    assert.deepEqual(result.refused, { code: 'room-full', fatal: true, isError: true });
+    assert.equal(result.cState, 'failed');
+    assert.deepEqual(result.cStates, ['connecting', 'failed']);
+    assert.equal(result.aPeers, 1);
+    assert.equal(result.aJoined, 1);
+  });
+
+  test(`${name}: a forced ICE restart recovers to connected and media keeps flowing`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected, waitFor, framesDecoded } = window.rt;
+      const a = await session(room);
+      const b = await session(room);
+      await a.s.join();
+      await b.s.join();
+      await connected(a, b);
+      const peer = a.s.peer(b.s.localPeerId);
+      const ufrag = (pc) => /a=ice-ufrag:(\S+)/.exec(pc.localDescription.sdp)[1];
+      const before = ufrag(peer.peerConnection);
+      peer.restartIce();
+      await waitFor('new ICE credentials negotiated', () => ufrag(peer.peerConnection) !== before);
+      await waitFor('stable again', () => peer.peerConnection.signalingState === 'stable');
+      await connected(a, b);
+      const pc = b.s.peer(a.s.localPeerId).peerConnection;
+      const f0 = await framesDecoded(pc);
+      await waitFor('frames after restart', async () => (await framesDecoded(pc)) > f0 + 5);
+      return { states: [peer.state, b.s.peer(a.s.localPeerId).state], errors: [...a.log.errors, ...b.log.errors] };
+    }, roomName('ice')));
+    assert.deepEqual(result, { states: ['connected', 'connected'], errors: [] });
+  });
+}
