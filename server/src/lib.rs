@@ -209,6 +209,10 @@ pub async fn serve(
         })
     };
     let cancel = app.shutdown.clone();
+    // Signaling is many small frames that should leave at once (ICE candidates come in bursts).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, routes)
         .with_graceful_shutdown(async move {
             shutdown.await;
