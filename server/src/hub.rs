@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::resume::ResumeKeys;
+
 /// Opaque JSON the server relays without interpreting (signal payloads, metadata).
 pub type Raw = Box<RawValue>;
 /// Identifies one WebSocket connection for its whole life.
@@ -142,8 +144,11 @@ pub struct Hub {
     limits: HubLimits,
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<String, Room>,
-    /// resume token → (room, peer id)
+    /// resume token → (room, peer id), for tokens of this epoch
     tokens: HashMap<String, (String, String)>,
+    /// Tokens of an earlier epoch (before a restart) already used to restore a peer.
+    restored: std::collections::HashSet<String>,
+    keys: ResumeKeys,
     next_conn: ConnId,
 }
 
@@ -196,21 +201,19 @@ fn random_id() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn random_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
 fn is_object(raw: &RawValue) -> bool {
     raw.get().trim_start().starts_with('{')
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits) -> Hub {
+    pub fn new(limits: HubLimits, keys: ResumeKeys) -> Hub {
         Hub {
             limits,
             conns: HashMap::new(),
             rooms: HashMap::new(),
             tokens: HashMap::new(),
+            restored: Default::default(),
+            keys,
             next_conn: 1,
         }
     }
@@ -283,15 +286,20 @@ impl Hub {
                 true,
             );
         }
-        if let Some(token) = req.resume.as_deref() {
-            return self.resume(conn, token, &req.room, version, now);
+        if let Some(token) = req.resume.clone() {
+            return self.resume(conn, &token, req, version, now);
         }
         if let Some(id) = req.peer_id.as_deref() {
             if !valid_peer_id(id) {
                 return self.reject(conn, ErrorCode::InvalidArgument, "invalid peer id", true);
             }
         }
+        self.admit(conn, req, version, false);
+    }
 
+    /// Puts a peer in a room (creating it), announces it, and answers `joined`. `req.peer_id`
+    /// is the id to use (token-named or restored), else a fresh one is drawn.
+    fn admit(&mut self, conn: ConnId, req: JoinRequest, version: u32, resumed: bool) {
         let room_exists = self.rooms.contains_key(&req.room);
         if !room_exists && self.rooms.len() >= self.limits.max_rooms {
             return self.reject(
@@ -324,16 +332,11 @@ impl Hub {
         }
         let id = match req.peer_id {
             Some(id) if room.peer(&id).is_some() => {
-                let empty = room.peers.is_empty();
-                if empty {
+                if room.peers.is_empty() {
                     self.rooms.remove(&req.room);
                 }
-                return self.reject(
-                    conn,
-                    ErrorCode::DuplicatePeer,
-                    format!("peer id {id} is already in use"),
-                    true,
-                );
+                let message = format!("peer id {id} is already in use");
+                return self.reject(conn, ErrorCode::DuplicatePeer, message, true);
             }
             Some(id) => id,
             None => loop {
@@ -343,7 +346,7 @@ impl Hub {
                 }
             },
         };
-        let token = random_token();
+        let token = self.keys.issue(&req.room, &id);
         let joined = encode(&ServerMsg::Joined {
             version,
             room: req.room.clone(),
@@ -358,7 +361,7 @@ impl Hub {
                 })
                 .collect(),
             capacity: room.capacity,
-            resumed: false,
+            resumed,
         });
         let announce = encode(&ServerMsg::PeerJoined {
             peer: PeerInfo {
@@ -389,13 +392,24 @@ impl Hub {
     }
 
     /// A returning peer: same id, fresh token, queued frames in order, no leave/join for others.
-    fn resume(&mut self, conn: ConnId, token: &str, room_name: &str, version: u32, _now: Instant) {
-        let known = self
-            .tokens
-            .get(token)
-            .filter(|(room, _)| room == room_name)
-            .cloned();
-        let Some((room_name, peer_id)) = known else {
+    /// A token from before a server restart restores the peer under its old id (once).
+    fn resume(&mut self, conn: ConnId, token: &str, mut req: JoinRequest, version: u32, _now: Instant) {
+        let Some(claim) = self.keys.verify(token).filter(|c| c.room == req.room) else {
+            return self.reject(
+                conn,
+                ErrorCode::InvalidResume,
+                "unknown or expired resume token",
+                false,
+            );
+        };
+        if claim.epoch != self.keys.epoch {
+            if !self.restored.insert(token.to_string()) {
+                return self.reject(conn, ErrorCode::InvalidResume, "resume token already used", false);
+            }
+            req.peer_id = Some(claim.peer);
+            return self.admit(conn, req, version, true);
+        }
+        let Some((room_name, peer_id)) = self.tokens.get(token).cloned() else {
             return self.reject(
                 conn,
                 ErrorCode::InvalidResume,
@@ -421,7 +435,7 @@ impl Hub {
                 metadata: p.metadata.as_deref(),
             })
             .collect();
-        let new_token = random_token();
+        let new_token = self.keys.issue(&room_name, &peer_id);
         let joined = encode(&ServerMsg::Joined {
             version,
             room: room_name.clone(),
@@ -753,7 +767,7 @@ mod tests {
     #[test]
     fn grace_period_ends_exactly_at_its_deadline() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(limits(1000, 8));
+        let mut hub = Hub::new(limits(1000, 8), ResumeKeys::new(None));
         let (a, mut fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
         join(&mut hub, a, "r", t0);
@@ -784,7 +798,7 @@ mod tests {
     #[test]
     fn queue_for_an_absent_peer_is_bounded_and_the_sender_is_told() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(limits(1000, 2));
+        let mut hub = Hub::new(limits(1000, 2), ResumeKeys::new(None));
         let (a, _fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
         join(&mut hub, a, "r", t0);
@@ -802,7 +816,7 @@ mod tests {
     #[test]
     fn a_full_outgoing_channel_cuts_off_only_that_client() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(HubLimits::default());
+        let mut hub = Hub::new(HubLimits::default(), ResumeKeys::new(None));
         let (slow, fslow) = connect(&mut hub, 1);
         let (fast, ffast) = connect(&mut hub, 64);
         join(&mut hub, slow, "r", t0); // fills the slow channel (joined)
@@ -814,10 +828,13 @@ mod tests {
     #[test]
     fn rooms_are_removed_when_empty_and_limited_in_number() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(HubLimits {
-            max_rooms: 1,
-            ..HubLimits::default()
-        });
+        let mut hub = Hub::new(
+            HubLimits {
+                max_rooms: 1,
+                ..HubLimits::default()
+            },
+            ResumeKeys::new(None),
+        );
         let (a, _fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
         join(&mut hub, a, "one", t0);

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod hub;
+pub mod resume;
 pub mod signal;
 
 use std::{
@@ -84,6 +85,10 @@ pub struct Config {
     /// Origins allowed to open the signaling socket (comma-separated); empty allows all.
     #[arg(long, env = "RTCROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Key for resume tokens. Keep it across restarts, and peers resume with the same ids after
+    /// a server restart. Unset: a random key per process.
+    #[arg(long, env = "RTCROOM_RESUME_SECRET", hide_env_values = true)]
+    pub resume_secret: Option<String>,
     /// Turn off `GET /rooms/{room}`.
     #[arg(long, env = "RTCROOM_NO_PRESENCE")]
     pub no_presence: bool,
@@ -110,12 +115,15 @@ pub struct App {
 impl App {
     pub fn new(config: &Config) -> App {
         App {
-            hub: Mutex::new(Hub::new(HubLimits {
-                room_capacity: config.room_capacity.max(1),
-                max_rooms: config.max_rooms,
-                resume_grace: Duration::from_millis(config.resume_grace_ms),
-                resume_queue: config.resume_queue,
-            })),
+            hub: Mutex::new(Hub::new(
+                HubLimits {
+                    room_capacity: config.room_capacity.max(1),
+                    max_rooms: config.max_rooms,
+                    resume_grace: Duration::from_millis(config.resume_grace_ms),
+                    resume_queue: config.resume_queue,
+                },
+                resume::ResumeKeys::new(config.resume_secret.as_deref()),
+            )),
             signal: SignalSettings {
                 max_frame: config.max_frame_bytes,
                 rate: config.rate_limit,

@@ -675,3 +675,48 @@ impl JsonBody for reqwest::Response {
         serde_json::from_str(&self.text().await.unwrap()).unwrap()
     }
 }
+
+#[tokio::test]
+async fn after_a_server_restart_peers_resume_with_their_ids() {
+    let mut cfg = config();
+    cfg.resume_secret = Some("kept-across-restarts".into());
+    let first = Running::start(cfg.clone()).await.unwrap();
+    let (mut ann, ja) = Client::join(&first, "phoenix", json!({"name": "ann"})).await;
+    let (mut bob, jb) = Client::join(&first, "phoenix", json!({"name": "bob"})).await;
+    ann.expect("peer-joined").await;
+    let port = first.addr.port();
+    first.stop().await.unwrap();
+    assert_eq!(ann.expect_close().await.0, CloseCode::Away);
+    assert_eq!(bob.expect_close().await.0, CloseCode::Away);
+
+    cfg.port = port;
+    let second = Running::start(cfg).await.unwrap();
+    let mut ann2 = Client::connect(&second, "/signal").await;
+    let resume = |token: &Value, name: &str| json!({"type": "join", "room": "phoenix", "version": 1, "resume": token, "metadata": {"name": name}});
+    ann2.send(resume(&ja["resumeToken"], "ann")).await;
+    let back_a = ann2.expect("joined").await;
+    assert_eq!(
+        (&back_a["peerId"], &back_a["resumed"], &back_a["peers"]),
+        (&ja["peerId"], &json!(true), &json!([]))
+    );
+    let mut bob2 = Client::connect(&second, "/signal").await;
+    bob2.send(resume(&jb["resumeToken"], "bob")).await;
+    let back_b = bob2.expect("joined").await;
+    assert_eq!(back_b["peerId"], jb["peerId"]);
+    assert_eq!(
+        back_b["peers"],
+        json!([{"id": ja["peerId"], "metadata": {"name": "ann"}}])
+    );
+    // The server announces bob (it is new to this process); SDKs that still know bob ignore it.
+    assert_eq!(ann2.expect("peer-joined").await["peer"]["id"], jb["peerId"]);
+    // Signaling works between the restored ids.
+    ann2.send(json!({"type": "signal", "to": jb["peerId"], "payload": {"kind": "bye"}}))
+        .await;
+    assert_eq!(bob2.expect("signal").await["from"], ja["peerId"]);
+
+    // A pre-restart token restores once; a replay is refused.
+    let mut replay = Client::connect(&second, "/signal").await;
+    replay.send(resume(&ja["resumeToken"], "mallory")).await;
+    replay.expect_error("invalid-resume", false).await;
+    second.stop().await.unwrap();
+}

@@ -55,6 +55,9 @@ pub struct SessionConfig<J> {
     /// App-level ping interval, and the silence after which the socket counts as dead.
     pub heartbeat_interval_ms: f64,
     pub heartbeat_timeout_ms: f64,
+    /// After a resume, a peer the server does not list yet may still be reconnecting itself
+    /// (e.g. after a server restart): it is kept this long before `peer-left`.
+    pub peer_rejoin_grace_ms: f64,
     pub jitter_seed: u64,
 }
 
@@ -68,6 +71,7 @@ impl<J> SessionConfig<J> {
             initial_attempts: 3,
             heartbeat_interval_ms: 5000.0,
             heartbeat_timeout_ms: 15_000.0,
+            peer_rejoin_grace_ms: 15_000.0,
             jitter_seed: 1,
         }
     }
@@ -129,6 +133,8 @@ pub struct Session<J> {
     local_id: Option<String>,
     resume_token: Option<String>,
     peers: BTreeMap<String, Option<J>>,
+    /// Peers not listed by the server after our resume, and since when (see `peer_rejoin_grace_ms`).
+    unconfirmed: BTreeMap<String, f64>,
     /// Failed attempts in the current outage (or before the first join).
     attempts: u32,
     reconnect_at: Option<f64>,
@@ -148,6 +154,7 @@ impl<J: Clone> Session<J> {
             local_id: None,
             resume_token: None,
             peers: BTreeMap::new(),
+            unconfirmed: BTreeMap::new(),
             attempts: 0,
             reconnect_at: None,
             last_heard: 0.0,
@@ -190,6 +197,13 @@ impl<J: Clone> Session<J> {
                     .min(self.last_heard + self.config.heartbeat_timeout_ms),
             ),
         }
+        .into_iter()
+        .chain(
+            self.unconfirmed
+                .values()
+                .map(|since| since + self.config.peer_rejoin_grace_ms),
+        )
+        .reduce(f64::min)
     }
 
     fn go(&mut self, to: SessionState, reason: &'static str) {
@@ -230,6 +244,7 @@ impl<J: Clone> Session<J> {
     }
 
     fn drop_all_peers(&mut self, reason: LeaveReason) {
+        self.unconfirmed.clear();
         for (id, _) in std::mem::take(&mut self.peers) {
             self.out.push(SessionAction::PeerLeft { id, reason });
         }
@@ -345,8 +360,10 @@ impl<J: Clone> Session<J> {
                 peers,
                 resumed,
                 ..
-            } => self.joined(peer_id, resume_token, peers, resumed),
+            } => self.joined(peer_id, resume_token, peers, resumed, now),
             ServerMsg::PeerJoined { peer } => {
+                // A peer we still know (it resumed after us) is confirmed, not new.
+                self.unconfirmed.remove(&peer.id);
                 if Some(peer.id.as_str()) != self.local_id() && !self.peers.contains_key(&peer.id) {
                     self.peers.insert(peer.id.clone(), peer.metadata.clone());
                     self.out.push(SessionAction::PeerJoined {
@@ -356,6 +373,7 @@ impl<J: Clone> Session<J> {
                 }
             }
             ServerMsg::PeerLeft { peer_id, reason } => {
+                self.unconfirmed.remove(&peer_id);
                 if self.peers.remove(&peer_id).is_some() {
                     self.out.push(SessionAction::PeerLeft { id: peer_id, reason });
                 }
@@ -411,7 +429,14 @@ impl<J: Clone> Session<J> {
         }
     }
 
-    fn joined(&mut self, peer_id: String, resume_token: String, peers: Vec<PeerInfo<J>>, resumed: bool) {
+    fn joined(
+        &mut self,
+        peer_id: String,
+        resume_token: String,
+        peers: Vec<PeerInfo<J>>,
+        resumed: bool,
+        now: f64,
+    ) {
         let same_identity = resumed && self.local_id.as_deref() == Some(peer_id.as_str());
         if !same_identity && self.local_id.is_some() {
             // A new identity: the old peer connections belong to an id the others will see leave.
@@ -421,19 +446,12 @@ impl<J: Clone> Session<J> {
         self.resume_token = Some(resume_token);
         self.attempts = 0;
         let listed: Vec<String> = peers.iter().map(|p| p.id.clone()).collect();
-        // Peers that left while we were away (their peer-left may have been lost).
-        let gone: Vec<String> = self
-            .peers
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.peers.remove(&id);
-            self.out.push(SessionAction::PeerLeft {
-                id,
-                reason: LeaveReason::Timeout,
-            });
+        // Known peers the server does not list: they left while we were away (their queued
+        // peer-left follows) or they have not resumed yet (after a server restart). Either way
+        // they get `peer_rejoin_grace_ms` before we give up on them.
+        self.unconfirmed.retain(|id, _| !listed.contains(id));
+        for id in self.peers.keys().filter(|id| !listed.contains(id)) {
+            self.unconfirmed.entry(id.clone()).or_insert(now);
         }
         let was_connecting = self.state == SessionState::Connecting;
         self.go(
@@ -507,10 +525,26 @@ impl<J: Clone> Session<J> {
         self.reconnect_at = Some(now + delay);
     }
 
-    /// Timers: reconnects, app-level pings, and the heartbeat timeout.
+    /// Timers: reconnects, app-level pings, the heartbeat timeout, unconfirmed peers.
     pub fn tick(&mut self, now: f64) {
         if self.state.over() {
             return;
+        }
+        let grace = self.config.peer_rejoin_grace_ms;
+        let expired: Vec<String> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, since)| now - **since >= grace)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.unconfirmed.remove(&id);
+            if self.peers.remove(&id).is_some() {
+                self.out.push(SessionAction::PeerLeft {
+                    id,
+                    reason: LeaveReason::Timeout,
+                });
+            }
         }
         match self.transport {
             Transport::Closed if self.reconnect_at.is_some_and(|t| now >= t) => self.open(now),

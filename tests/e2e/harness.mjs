@@ -57,11 +57,12 @@ export async function launch(name) {
 
 /**
  * Starts rtcroom-server (RTCROOM_SERVER_BIN, default the debug build) on 127.0.0.1 with an
- * ephemeral port, serving www/ and pkg/. Resolves to { url, stop() }.
+ * ephemeral port (unless extraArgs has --port), serving www/ and pkg/. Resolves to { url, stop() }.
  */
 export async function startServer(extraArgs = []) {
   const bin = process.env.RTCROOM_SERVER_BIN ?? join(ROOT, 'target/debug/rtcroom-server');
-  const child = spawn(bin, ['--port', '0', '--static-dir', join(ROOT, 'www'), '--pkg-dir', join(ROOT, 'pkg'), ...extraArgs], {
+  const port = extraArgs.includes('--port') ? [] : ['--port', '0'];
+  const child = spawn(bin, [...port, '--static-dir', join(ROOT, 'www'), '--pkg-dir', join(ROOT, 'pkg'), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });

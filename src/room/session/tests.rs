@@ -165,18 +165,26 @@ fn signaling_drop_reconnects_and_resumes_without_touching_peers() {
     s.tick(450.0);
     s.transport_open(460.0);
     assert_eq!(s.drain(), vec![A::OpenTransport, join_msg(Some("tok1"))]);
-    // A peer left while we were away and the server only lists the others.
+    // The server lists only b: c left while we were away, or has not resumed yet.
     s.message(joined("me", "tok2", &["b"], true), 470.0);
     assert_eq!(
         s.drain(),
-        vec![
-            A::PeerLeft {
-                id: "c".into(),
-                reason: LeaveReason::Timeout
-            },
-            t(Reconnecting, Joined, "resumed")
-        ]
+        vec![t(Reconnecting, Joined, "resumed")],
+        "no peer-left yet"
     );
+    assert_eq!(
+        s.next_wake(),
+        Some(1460.0),
+        "ping due before c's grace (15 s) ends"
+    );
+    s.message(ServerMsg::Pong { ts: None }, 15_000.0); // stay alive for the heartbeat
+    s.tick(15_469.0);
+    assert!(!s.drain().iter().any(|a| matches!(a, A::PeerLeft { .. })));
+    s.tick(15_470.0);
+    assert!(s.drain().contains(&A::PeerLeft {
+        id: "c".into(),
+        reason: LeaveReason::Timeout
+    }));
     // The attempt budget is back to full: three more failures are tolerated.
     for n in 0..3 {
         s.transport_closed(1006, "", 1000.0 * f64::from(n + 1));
@@ -186,6 +194,30 @@ fn signaling_drop_reconnects_and_resumes_without_touching_peers() {
     assert_eq!(s.state(), Reconnecting);
     s.transport_closed(1006, "", 9_000_000.0);
     assert_eq!(s.state(), Failed);
+}
+
+#[test]
+fn after_a_server_restart_peers_that_resume_later_are_kept_silently() {
+    let mut s = joined_session();
+    s.transport_closed(1001, "server shutting down", 0.0);
+    s.tick(1000.0);
+    s.transport_open(1001.0);
+    s.drain();
+    // The restarted server knows nobody yet; b and c resume after us.
+    s.message(joined("me", "tok2", &[], true), 1002.0);
+    s.message(ServerMsg::PeerJoined { peer: peer("b") }, 1500.0);
+    s.message(ServerMsg::PeerJoined { peer: peer("c") }, 2500.0);
+    s.tick(2600.0);
+    assert_eq!(
+        s.drain(),
+        vec![
+            t(Reconnecting, Joined, "resumed"),
+            A::Send(ClientMsg::Ping { ts: Some(2600.0) })
+        ],
+        "nobody left, nobody new"
+    );
+    assert_eq!(s.next_wake(), Some(3600.0), "no grace timer left: both confirmed");
+    assert_eq!(s.peer_ids().collect::<Vec<_>>(), ["b", "c"]);
 }
 
 #[test]
