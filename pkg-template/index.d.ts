@@ -40,6 +40,29 @@ export interface RoomSessionConfig {
   heartbeatTimeoutMs?: number;
   /** Connection attempts before join() rejects with `signaling-unreachable`. */
   joinAttempts?: number;
+  /**
+   * Signaling other than a WebSocket to `url`: 'broadcast-channel' (serverless, same-origin
+   * tabs) or an object speaking docs/protocol.md frames.
+   */
+  transport?: 'broadcast-channel' | SignalingTransport;
+}
+
+/** A custom signaling transport: the SDK sets `onmessage`/`onclose` and calls the methods. */
+export interface SignalingTransport {
+  send(text: string): void;
+  onmessage: ((text: string) => void) | null;
+  onclose?: ((info?: { code?: number; reason?: string }) => void) | null;
+  connect?(): void | Promise<void>;
+  close?(): void;
+}
+
+export class BroadcastChannelTransport implements SignalingTransport {
+  constructor(options?: { prefix?: string; heartbeatMs?: number; timeoutMs?: number });
+  send(text: string): void;
+  onmessage: ((text: string) => void) | null;
+  onclose: ((info?: { code?: number; reason?: string }) => void) | null;
+  connect(): void;
+  close(): void;
 }
 
 type Unsubscribe = () => void;

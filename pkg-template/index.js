@@ -20,6 +20,130 @@ export function load(wasm) {
   return loading;
 }
 
+const randomId = () => Math.random().toString(36).slice(2, 12).padEnd(10, '0');
+
+/**
+ * Serverless signaling between same-origin tabs (demos, tests): speaks the rtcroom-server
+ * protocol to the SDK and plays the server's part over a BroadcastChannel per room. Pass
+ * `transport: 'broadcast-channel'` (or an instance) to RoomSession. Peers that stop sending
+ * heartbeats for `timeoutMs` are reported as `peer-left` with reason `timeout`.
+ */
+export class BroadcastChannelTransport {
+  onmessage = null;
+  onclose = null;
+  #channel = null;
+  #room = null;
+  #id = null;
+  #metadata = undefined;
+  #joined = false;
+  #pending = [];          // frames for the SDK before it has its `joined`
+  #peers = new Map();     // id → { metadata, seen }
+  #timer = null;
+
+  constructor({ prefix = 'rtcroom', heartbeatMs = 1000, timeoutMs = 5000 } = {}) {
+    this.prefix = prefix;
+    this.heartbeatMs = heartbeatMs;
+    this.timeoutMs = timeoutMs;
+  }
+
+  connect() {}
+
+  send(text) {
+    const msg = JSON.parse(text);
+    switch (msg.type) {
+      case 'join': return this.#join(msg);
+      case 'signal': return this.#post({ t: 'signal', to: msg.to, payload: msg.payload });
+      case 'metadata': this.#metadata = msg.metadata; return this.#post({ t: 'metadata', metadata: msg.metadata });
+      case 'leave': this.#post({ t: 'leave' }); return this.#stop();
+      case 'ping': return this.#deliver({ type: 'pong', ts: msg.ts });
+      default: return this.#deliver({ type: 'error', code: 'unknown-type', message: `unknown frame type ${msg.type}`, fatal: false });
+    }
+  }
+
+  close() { this.#stop(); }
+
+  #join(msg) {
+    const resumed = Boolean(msg.resume) && msg.resume === this.#id;
+    this.#room = msg.room;
+    this.#id = resumed ? this.#id : randomId();
+    this.#metadata = msg.metadata;
+    if (!this.#channel) {
+      this.#channel = new BroadcastChannel(`${this.prefix}:${this.#room}`);
+      this.#channel.onmessage = (e) => this.#receive(e.data);
+      this.#timer = setInterval(() => this.#tick(), this.heartbeatMs);
+    }
+    this.#post({ t: 'hello', metadata: this.#metadata });
+    // Give the members a moment to answer, then report the room as the server would.
+    setTimeout(() => {
+      const peers = [...this.#peers].map(([id, p]) => ({ id, metadata: p.metadata }));
+      this.#joined = true;
+      this.#emit({ type: 'joined', version: 1, room: this.#room, peerId: this.#id, resumeToken: this.#id, peers, capacity: 50, resumed });
+      for (const frame of this.#pending.splice(0)) this.#emit(frame);
+    }, 150);
+  }
+
+  #receive(m) {
+    if (!m || m.from === this.#id || !this.#id) return;
+    const known = this.#peers.get(m.from);
+    if (known) known.seen = Date.now();
+    switch (m.t) {
+      case 'hello':
+        this.#post({ t: 'here', to: m.from, metadata: this.#metadata });
+        if (!known) {
+          this.#peers.set(m.from, { metadata: m.metadata, seen: Date.now() });
+          this.#deliver({ type: 'peer-joined', peer: { id: m.from, metadata: m.metadata } });
+        }
+        break;
+      case 'here':
+      case 'alive':
+        if (!known && (m.t === 'here' ? m.to === this.#id : this.#joined)) {
+          this.#peers.set(m.from, { metadata: m.metadata, seen: Date.now() });
+          if (this.#joined) this.#deliver({ type: 'peer-joined', peer: { id: m.from, metadata: m.metadata } });
+        }
+        break;
+      case 'signal':
+        if (m.to === this.#id && known) this.#deliver({ type: 'signal', from: m.from, payload: m.payload });
+        break;
+      case 'metadata':
+        if (known) {
+          known.metadata = m.metadata;
+          this.#deliver({ type: 'metadata-updated', peerId: m.from, metadata: m.metadata });
+        }
+        break;
+      case 'leave':
+        this.#drop(m.from, 'left');
+        break;
+    }
+  }
+
+  #tick() {
+    this.#post({ t: 'alive', metadata: this.#metadata });
+    const now = Date.now();
+    for (const [id, p] of this.#peers) if (now - p.seen > this.timeoutMs) this.#drop(id, 'timeout');
+  }
+
+  #drop(id, reason) {
+    if (this.#peers.delete(id)) this.#deliver({ type: 'peer-left', peerId: id, reason });
+  }
+
+  #post(m) { this.#channel?.postMessage({ ...m, from: this.#id }); }
+
+  #deliver(frame) {
+    if (this.#joined) this.#emit(frame);
+    else this.#pending.push(frame);
+  }
+
+  #emit(frame) { this.onmessage?.(JSON.stringify(frame)); }
+
+  #stop() {
+    clearInterval(this.#timer);
+    this.#channel?.close();
+    this.#channel = null;
+    this.#joined = false;
+    this.#peers.clear();
+  }
+}
+
 /** Minimal typed-event base: on(name, cb) returns an unsubscribe function. */
 class Emitter {
   #listeners = new Map();
@@ -95,6 +219,7 @@ export class RoomSession extends Emitter {
     super();
     if (!config || typeof config.room !== 'string') throw new TypeError('RoomSession needs { room: string }');
     this.#config = { ...config };
+    if (this.#config.transport === 'broadcast-channel') this.#config.transport = new BroadcastChannelTransport();
   }
 
   get state() { return this.#core ? this.#core.state : this.#state; }

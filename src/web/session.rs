@@ -96,6 +96,8 @@ struct Inner {
     core: Session<Js>,
     emit: Function,
     url: String,
+    /// An app-supplied transport object, used instead of a WebSocket to `url`.
+    custom_transport: Option<JsValue>,
     rtc_config: RtcConfiguration,
     ice_policy: IcePolicy,
     socket: Option<Socket>,
@@ -266,7 +268,11 @@ impl Inner {
         let generation = self.socket_generation;
         let weak = self.weak.clone();
         let on_event = move |event| with(&weak, |inner| inner.on_transport(generation, event));
-        match Socket::open(&self.url, on_event) {
+        let opened = match &self.custom_transport {
+            Some(target) => Socket::custom(target, on_event),
+            None => Socket::websocket(&self.url, on_event),
+        };
+        match opened {
             Ok(socket) => self.socket = Some(socket),
             Err(message) => {
                 self.socket = None;
@@ -633,10 +639,13 @@ impl RoomCore {
         if !valid_room_name(&raw.room) {
             return Err(invalid("room names are 1-64 characters of [A-Za-z0-9_.-]"));
         }
-        let mut url = raw
-            .url
-            .or_else(default_url)
-            .ok_or_else(|| invalid("config.url is required here"))?;
+        let transport = js::get(&config, "transport");
+        let custom_transport = transport.is_object().then_some(transport);
+        let mut url = match raw.url.or_else(default_url) {
+            Some(url) => url,
+            None if custom_transport.is_some() => String::new(),
+            None => return Err(invalid("config.url (or config.transport) is required here")),
+        };
         if let Some(token) = raw.token.as_deref() {
             let separator = if url.contains('?') { '&' } else { '?' };
             url = format!(
@@ -694,6 +703,7 @@ impl RoomCore {
                 core: Session::new(session),
                 emit,
                 url,
+                custom_transport,
                 rtc_config,
                 ice_policy,
                 socket: None,

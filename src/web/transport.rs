@@ -1,27 +1,54 @@
-//! The signaling transport: a WebSocket to `rtcroom-server`. Its listeners live in this struct
-//! and are removed when it is dropped.
+//! Signaling transports. Both carry the frames of `docs/protocol.md`:
+//! - a WebSocket to `rtcroom-server`;
+//! - a JS object the app supplies (`config.transport`): `send(text)`, an `onmessage` property
+//!   the SDK sets, and optionally `connect()` (may return a Promise), `close()` and `onclose`.
+//!   The JS wrapper's `BroadcastChannelTransport` (serverless same-origin tabs) is one of these.
+//!
+//! Listeners and closures live in [`Socket`] and are detached when it is dropped.
 
 use gloo_events::EventListener;
-use wasm_bindgen::JsCast;
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::{closure::Closure, JsCast, JsValue};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-/// What a socket reports, tagged with the socket's generation so late events of a replaced
-/// socket are ignored.
+/// What a transport reports, tagged by the caller with the socket's generation so late events
+/// of a replaced socket are ignored.
 pub enum TransportEvent {
     Open,
     Message(String),
     Closed { code: u16, reason: String },
 }
 
-pub struct Socket {
-    ws: WebSocket,
-    _listeners: [EventListener; 3],
+pub enum Socket {
+    WebSocket {
+        ws: WebSocket,
+        _listeners: [EventListener; 3],
+    },
+    Custom {
+        target: JsValue,
+        _on_message: Closure<dyn FnMut(JsValue)>,
+        _on_close: Closure<dyn FnMut(JsValue)>,
+    },
+}
+
+fn call_method(target: &JsValue, name: &str, arg: Option<&JsValue>) -> Result<JsValue, JsValue> {
+    let method = Reflect::get(target, &JsValue::from_str(name))?;
+    match method.dyn_ref::<Function>() {
+        Some(f) => match arg {
+            Some(a) => f.call1(target, a),
+            None => f.call0(target),
+        },
+        None => Ok(JsValue::UNDEFINED),
+    }
 }
 
 impl Socket {
-    /// Opens `url`; `on_event` receives everything the socket reports. `Err` when the URL is
-    /// unusable (reported like a failed connection by the caller).
-    pub fn open(url: &str, on_event: impl Fn(TransportEvent) + Clone + 'static) -> Result<Socket, String> {
+    /// Opens a WebSocket to `url`. `Err` when the URL is unusable.
+    pub fn websocket(
+        url: &str,
+        on_event: impl Fn(TransportEvent) + Clone + 'static,
+    ) -> Result<Socket, String> {
         let ws = WebSocket::new(url).map_err(|err| format!("cannot open {url}: {err:?}"))?;
         let open = {
             let on_event = on_event.clone();
@@ -43,19 +70,104 @@ impl Socket {
                 .unwrap_or((1006, String::new()));
             on_event(TransportEvent::Closed { code, reason });
         });
-        Ok(Socket {
+        Ok(Socket::WebSocket {
             ws,
             _listeners: [open, message, close],
         })
     }
 
+    /// Attaches to an app-supplied transport object and `connect()`s it.
+    pub fn custom(
+        target: &JsValue,
+        on_event: impl Fn(TransportEvent) + Clone + 'static,
+    ) -> Result<Socket, String> {
+        if !Reflect::get(target, &"send".into()).is_ok_and(|f| f.is_function()) {
+            return Err("config.transport must have a send(text) method".into());
+        }
+        let on_message = {
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |data: JsValue| {
+                // A string, or anything with a string `data` (a MessageEvent).
+                let text = data
+                    .as_string()
+                    .or_else(|| Reflect::get(&data, &"data".into()).ok()?.as_string());
+                if let Some(text) = text {
+                    on_event(TransportEvent::Message(text));
+                }
+            })
+        };
+        let on_close = {
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |info: JsValue| {
+                let code = Reflect::get(&info, &"code".into())
+                    .ok()
+                    .and_then(|c| c.as_f64())
+                    .unwrap_or(1006.0);
+                let reason = Reflect::get(&info, &"reason".into())
+                    .ok()
+                    .and_then(|r| r.as_string())
+                    .unwrap_or_default();
+                on_event(TransportEvent::Closed {
+                    code: code as u16,
+                    reason,
+                });
+            })
+        };
+        let _ = Reflect::set(target, &"onmessage".into(), on_message.as_ref());
+        let _ = Reflect::set(target, &"onclose".into(), on_close.as_ref());
+        let connected = call_method(target, "connect", None);
+        spawn_local(async move {
+            let result = match connected {
+                Ok(value) => match value.dyn_into::<Promise>() {
+                    Ok(promise) => JsFuture::from(promise).await.map(|_| ()),
+                    Err(_) => Ok(()),
+                },
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => on_event(TransportEvent::Open),
+                Err(err) => {
+                    let reason = Reflect::get(&err, &"message".into())
+                        .ok()
+                        .and_then(|m| m.as_string());
+                    on_event(TransportEvent::Closed {
+                        code: 1006,
+                        reason: reason.unwrap_or_default(),
+                    });
+                }
+            }
+        });
+        Ok(Socket::Custom {
+            target: target.clone(),
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+
     pub fn send(&self, text: &str) {
-        let _ = self.ws.send_with_str(text);
+        match self {
+            Socket::WebSocket { ws, .. } => {
+                let _ = ws.send_with_str(text);
+            }
+            Socket::Custom { target, .. } => {
+                let _ = call_method(target, "send", Some(&JsValue::from_str(text)));
+            }
+        }
     }
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        let _ = self.ws.close();
+        match self {
+            Socket::WebSocket { ws, .. } => {
+                let _ = ws.close();
+            }
+            Socket::Custom { target, .. } => {
+                // Detach first: the closures are freed right after this.
+                let _ = Reflect::set(target, &"onmessage".into(), &JsValue::NULL);
+                let _ = Reflect::set(target, &"onclose".into(), &JsValue::NULL);
+                let _ = call_method(target, "close", None);
+            }
+        }
     }
 }
