@@ -111,7 +111,9 @@ struct Inner {
     /// Filled while borrowed; fired by [`with`] after the borrow ends.
     events: Vec<Event>,
     settle: Vec<(Function, JsValue)>,
-    pagehide: Option<EventListener>,
+    /// `pagehide` and `beforeunload`: leave when the page goes away. Firefox closes the page's
+    /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others there.
+    page_exit: Vec<EventListener>,
     weak: Weak<RefCell<Inner>>,
 }
 
@@ -225,7 +227,7 @@ impl Inner {
                 ]);
                 self.event(None, "state-change", detail);
                 if matches!(to, SessionState::Left | SessionState::Failed) {
-                    self.pagehide = None;
+                    self.page_exit.clear();
                 }
             }
             SessionAction::OpenTransport => self.open_socket(),
@@ -715,7 +717,7 @@ impl RoomCore {
                 join_waiters: Vec::new(),
                 events: Vec::new(),
                 settle: Vec::new(),
-                pagehide: None,
+                page_exit: Vec::new(),
                 weak: weak.clone(),
             })
         });
@@ -737,10 +739,11 @@ impl RoomCore {
             }
             if inner.core.state() == SessionState::Idle {
                 if let Some(window) = web_sys::window() {
-                    let weak = inner.weak.clone();
-                    inner.pagehide = Some(EventListener::new(&window, "pagehide", move |_| {
-                        with(&weak, |i| i.core.leave())
-                    }));
+                    for name in ["pagehide", "beforeunload"] {
+                        let weak = inner.weak.clone();
+                        let leave = move |_: &web_sys::Event| with(&weak, |i| i.core.leave());
+                        inner.page_exit.push(EventListener::new(&window, name, leave));
+                    }
                 }
             }
             inner.core.join(now());

@@ -67,3 +67,54 @@ for (const name of BROWSERS) {
     }
   });
 }
+
+for (const name of BROWSERS) {
+  test(`${name}: a tab navigating away leaves at once; a crashed browser times out`, async () => {
+    const server = await startServer(['--resume-grace-ms', '2000']);
+    const browsers = [await launch(name), await launch(name), await launch(name)];
+    try {
+      const pages = [];
+      for (const browser of browsers) {
+        const page = await browser.newPage();
+        await page.goto(`${server.url}/`);
+        await installPageHelpers(page);
+        pages.push(page);
+      }
+      const room = roomName('gone');
+      const ids = [];
+      for (const page of pages) {
+        ids.push(await page.evaluate(async (room) => {
+          window.me = await window.rt.session(room, { media: false });
+          await window.me.s.join();
+          return window.me.s.localPeerId;
+        }, room));
+      }
+      await pages[0].evaluate(async (n) => {
+        await window.rt.waitFor('all connected', () => window.me.s.peers().filter((p) => p.state === 'connected').length === n);
+      }, 2);
+
+      // Navigating away fires pagehide: the SDK leaves in-band and through the server.
+      const t0 = Date.now();
+      await pages[1].goto('about:blank');
+      const graceful = await pages[0].evaluate(async (id) => {
+        await window.rt.waitFor('peer-left', () => window.me.log.left.some((l) => l.id === id), 5000);
+        return window.me.log.left.find((l) => l.id === id).reason;
+      }, ids[1]);
+      assert.equal(graceful, 'left');
+      assert.ok(Date.now() - t0 < 2000, `left after ${Date.now() - t0} ms`);
+
+      // A crash sends nothing: the server notices the dead socket, and after its resume grace the others hear "timeout".
+      const t1 = Date.now();
+      browsers[2].process().kill('SIGKILL');
+      const crashed = await pages[0].evaluate(async (id) => {
+        await window.rt.waitFor('peer-left', () => window.me.log.left.some((l) => l.id === id), 15000);
+        return { reason: window.me.log.left.find((l) => l.id === id).reason, peers: window.me.s.peers().length };
+      }, ids[2]);
+      assert.deepEqual(crashed, { reason: 'timeout', peers: 0 });
+      assert.ok(Date.now() - t1 < 8000, `timed out after ${Date.now() - t1} ms`);
+    } finally {
+      for (const browser of browsers) await browser.close();
+      await server.stop();
+    }
+  });
+}
