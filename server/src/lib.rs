@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod hub;
 pub mod resume;
+pub mod rtcstats;
 pub mod signal;
 
 use std::{
@@ -89,6 +90,16 @@ pub struct Config {
     /// a server restart. Unset: a random key per process.
     #[arg(long, env = "RTCROOM_RESUME_SECRET", hide_env_values = true)]
     pub resume_secret: Option<String>,
+    /// Where `/rtcstats` writes one dump file per socket.
+    #[arg(long, env = "RTCROOM_DUMPS_DIR", default_value = "dumps")]
+    pub dumps_dir: PathBuf,
+    /// HS256 secret for `/rtcstats?rtcstats-token=` (claims `rtcStats: {user, session,
+    /// conference}`). Unset: the `--jwt-secret`, if any; neither set: anyone may upload.
+    #[arg(long, env = "RTCROOM_RTCSTATS_SECRET", hide_env_values = true)]
+    pub rtcstats_secret: Option<String>,
+    /// Largest stats message in bytes (a first full getStats can be tens of KB).
+    #[arg(long, env = "RTCROOM_RTCSTATS_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    pub rtcstats_max_frame_bytes: usize,
     /// Turn off `GET /rooms/{room}`.
     #[arg(long, env = "RTCROOM_NO_PRESENCE")]
     pub no_presence: bool,
@@ -105,6 +116,7 @@ impl Config {
 pub struct App {
     hub: Mutex<Hub>,
     pub signal: SignalSettings,
+    pub collector: rtcstats::CollectorSettings,
     presence: bool,
     /// Cancelled once on shutdown: every connection closes with 1001 going-away.
     pub shutdown: CancellationToken,
@@ -138,6 +150,15 @@ impl App {
                     .filter(|o| !o.is_empty())
                     .cloned()
                     .collect(),
+            },
+            collector: rtcstats::CollectorSettings {
+                dumps_dir: config.dumps_dir.clone(),
+                secret: config
+                    .rtcstats_secret
+                    .clone()
+                    .or_else(|| config.jwt_secret.clone())
+                    .filter(|s| !s.is_empty()),
+                max_frame: config.rtcstats_max_frame_bytes,
             },
             presence: !config.no_presence,
             shutdown: CancellationToken::new(),
@@ -188,6 +209,7 @@ pub fn router(config: &Config, app: Arc<App>) -> Router {
         .route("/signal", get(signal::upgrade))
         .route("/signal/{room}", get(signal::upgrade_in_room))
         .route("/rooms/{room}", get(presence))
+        .route("/rtcstats", get(rtcstats::upgrade))
         .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
         .fallback_service(ServeDir::new(&config.static_dir))
         .layer(TraceLayer::new_for_http())

@@ -2,7 +2,7 @@
 //! this SDK promises. Used by the tests; the collector can use it to validate uploads.
 //!
 //! File: line 1 `RTCStatsDump`, line 2 a JSON metadata object with `"fileFormat": 3`, then one
-//! JSON array per line, the last one `["close", null, <code>, <delta>]` written by the
+//! JSON array per line, the last one `["close", null, <code>, <delta>, {counters}?]` written by the
 //! collector. Modelled on upstream `readRTCStatsDump` (github.com/rtcstats/rtcstats,
 //! `packages/rtcstats-shared/dump.js`), plus the checks below.
 
@@ -196,11 +196,11 @@ pub fn read_dump(text: &str) -> Result<Dump, DumpError> {
 
     let close = Value::parse(close_text).or_else(|e| fail(close_line, format!("not JSON: {}", e.reason)))?;
     let close_code = match close.as_array() {
-        Some([Value::String(m), Value::Null, Value::Number(code), Value::Number(d)])
-            if m == "close" && d.is_finite() && *d >= 0.0 && *d < ABSOLUTE_THRESHOLD_MS =>
-        {
-            *code
-        }
+        // The collector may append one object of counters (e.g. `{"malformed": n}`).
+        Some(
+            [Value::String(m), Value::Null, Value::Number(code), Value::Number(d)]
+            | [Value::String(m), Value::Null, Value::Number(code), Value::Number(d), Value::Object(_)],
+        ) if m == "close" && d.is_finite() && *d >= 0.0 && *d < ABSOLUTE_THRESHOLD_MS => *code,
         _ => return fail(close_line, "last line is not [\"close\", null, code, delta]"),
     };
     Ok(Dump {
