@@ -1,5 +1,9 @@
 //! Who may join which room: HS256 JWTs in the `token` query parameter, and allowed origins.
 
+use axum::{
+    extract::ws::{CloseFrame, Message, WebSocketUpgrade},
+    response::Response,
+};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -35,4 +39,16 @@ pub fn verify<C: serde::de::DeserializeOwned>(secret: &str, token: Option<&str>)
 /// True when `origin` may connect: no list configured, or the origin is on it.
 pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o))
+}
+
+/// Completes the WebSocket upgrade only to close it with 1008 and `reason`, so a client can tell
+/// "unauthorized" from a network error (browsers hide HTTP statuses of failed upgrades).
+pub fn refuse(ws: WebSocketUpgrade, reason: &'static str) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let frame = CloseFrame {
+            code: crate::hub::close_code::POLICY,
+            reason: reason.into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    })
 }

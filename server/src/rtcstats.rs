@@ -130,15 +130,7 @@ pub async fn upgrade(
         None => Identity::default(),
         Some(secret) => match auth::verify::<StatsClaims>(secret, query.token.as_deref()) {
             Ok(claims) => claims.rtc_stats,
-            Err(reason) => {
-                return ws.on_upgrade(move |mut socket| async move {
-                    let frame = CloseFrame {
-                        code: close_code::POLICY,
-                        reason: reason.into(),
-                    };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
-                });
-            }
+            Err(reason) => return auth::refuse(ws, reason),
         },
     };
     let header = |name| {

@@ -91,16 +91,7 @@ fn upgrade_with(
         None => None,
         Some(secret) => match auth::verify::<SignalClaims>(secret, query.token.as_deref()) {
             Ok(claims) => Some(claims),
-            Err(reason) => {
-                // Close with 1008 and a reason so the SDK can tell "unauthorized" from a network error.
-                return ws.on_upgrade(move |mut socket| async move {
-                    let frame = CloseFrame {
-                        code: close_code::POLICY,
-                        reason: reason.into(),
-                    };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
-                });
-            }
+            Err(reason) => return auth::refuse(ws, reason),
         },
     };
     let room_hint = match (path_room, query.room) {
