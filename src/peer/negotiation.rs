@@ -6,8 +6,9 @@
 //! Initial glare is avoided rather than resolved. Both sides add tracks when they first meet, so
 //! both want to offer at once, and Chromium stalls ICE gathering after the resulting implicit
 //! rollback (seen here: both sides `stable`, ICE `new`, no candidates after the answer). So the
-//! polite side holds its first offer until the impolite side's offer has been applied, or until
-//! [`INITIAL_OFFER_WAIT_MS`] passes, and then offers whatever is still pending. Later glare
+//! polite side holds its first offer until the impolite side's offer has been applied (the
+//! browser re-fires `negotiationneeded` afterwards if anything is still pending), or until
+//! [`INITIAL_OFFER_WAIT_MS`] passes without one, and then offers. Later glare
 //! (both renegotiating mid-call) goes through the perfect-negotiation path.
 //!
 //! The shell runs the browser calls (`setLocalDescription()`, `setRemoteDescription()`,
@@ -119,16 +120,14 @@ impl Negotiation {
         self.deferred_since.map(|t| t + INITIAL_OFFER_WAIT_MS)
     }
 
-    /// True once a held offer should be made now: after the first remote description is in and
-    /// the connection is `stable` again, or when the wait is over. Then it counts as making an
-    /// offer, as with [`negotiation_needed`](Self::negotiation_needed).
+    /// True when a held offer must be made now: the other side stayed silent for
+    /// [`INITIAL_OFFER_WAIT_MS`]. Then it counts as making an offer, as with
+    /// [`negotiation_needed`](Self::negotiation_needed).
     pub fn deferred_offer(&mut self, state: SignalingState, now: f64) -> bool {
         let Some(since) = self.deferred_since else {
             return false;
         };
-        let due = (self.has_remote_description && state == SignalingState::Stable)
-            || now - since >= INITIAL_OFFER_WAIT_MS;
-        if !due || self.making_offer || state == SignalingState::Closed {
+        if now - since < INITIAL_OFFER_WAIT_MS || self.making_offer || state == SignalingState::Closed {
             return false;
         }
         self.deferred_since = None;
@@ -168,6 +167,10 @@ impl Negotiation {
         self.setting_remote_answer = false;
         if ok {
             self.has_remote_description = true;
+            // The hold ends: when the answer takes the connection back to `stable`, the browser
+            // fires `negotiationneeded` again if our side still has something to offer (webrtc-pc
+            // §4.4.1.6), and that offer goes out directly. No forced second round.
+            self.deferred_since = None;
             std::mem::take(&mut self.early_candidates)
         } else {
             Vec::new()
@@ -315,13 +318,16 @@ mod tests {
             DescriptionStep::Apply { answer: true }
         );
         polite.remote_applied(true);
-        assert!(!polite.deferred_offer(HaveRemoteOffer, 20.0), "answer first");
-        assert!(polite.deferred_offer(Stable, 30.0), "then the held offer");
-        assert!(polite.making_offer());
-        assert!(!polite.deferred_offer(Stable, 40.0), "only once");
-        assert_eq!(polite.deferred_deadline(), None);
-        // Once negotiated, the polite side offers directly.
-        polite.offer_sent();
+        assert_eq!(
+            polite.deferred_deadline(),
+            None,
+            "the hold ends with the other side's offer"
+        );
+        assert!(
+            !polite.deferred_offer(Stable, 30.0),
+            "no forced offer after the answer"
+        );
+        // If something is still unnegotiated, the browser fires negotiationneeded again.
         assert!(polite.negotiation_needed(50.0));
     }
 

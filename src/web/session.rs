@@ -483,7 +483,7 @@ impl Inner {
         });
     }
 
-    /// Makes the polite side's held first offer if it is due (see `Negotiation`).
+    /// Makes the polite side's held first offer if the other side stayed silent (see `Negotiation`).
     fn deferred_offer(&mut self, id: &str, serial: u64) {
         let Some(peer) = self.peer_mut(id, serial) else {
             return;
@@ -531,9 +531,6 @@ impl Inner {
             roles,
         };
         self.core.signal(id, Js(to_js(&payload)));
-        if kind == SdpKind::Answer {
-            self.deferred_offer(id, serial);
-        }
     }
 
     fn on_signal(&mut self, from: &str, payload: JsValue) {
