@@ -8,7 +8,7 @@
 //! keeps flowing). The session resumes with its token, keeps its peer id, and no one sees
 //! leave or join.
 
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 
 use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason, PeerInfo, ServerMsg, PROTOCOL_VERSION};
 
@@ -132,9 +132,11 @@ pub struct Session<J> {
     transport: Transport,
     local_id: Option<String>,
     resume_token: Option<String>,
-    peers: BTreeMap<String, Option<J>>,
+    /// Sorted Vec maps (litemap): rooms are small, and a B-tree per key/value type cost ~20 KB
+    /// of wasm.
+    peers: LiteMap<String, Option<J>>,
     /// Peers not listed by the server after our resume, and since when (see `peer_rejoin_grace_ms`).
-    unconfirmed: BTreeMap<String, f64>,
+    unconfirmed: LiteMap<String, f64>,
     /// Failed attempts in the current outage (or before the first join).
     attempts: u32,
     reconnect_at: Option<f64>,
@@ -153,8 +155,8 @@ impl<J: Clone> Session<J> {
             transport: Transport::Closed,
             local_id: None,
             resume_token: None,
-            peers: BTreeMap::new(),
-            unconfirmed: BTreeMap::new(),
+            peers: LiteMap::new(),
+            unconfirmed: LiteMap::new(),
             attempts: 0,
             reconnect_at: None,
             last_heard: 0.0,

@@ -1,7 +1,7 @@
 //! One remote peer in the browser: its `RTCPeerConnection`, the listeners on it (removed on
 //! drop), its local senders and remote streams. Decisions come from `crate::peer`.
 
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
@@ -40,9 +40,9 @@ pub struct Peer {
     /// Local track id → its sender, per local stream id.
     senders: Vec<(String, String, RtcRtpSender)>,
     /// Remote stream id → (stream, role) once announced by `stream-added`.
-    pub remote_streams: BTreeMap<String, (MediaStream, String)>,
+    pub remote_streams: LiteMap<String, (MediaStream, String)>,
     /// Roles the remote side announced with its descriptions.
-    pub remote_roles: BTreeMap<String, String>,
+    pub remote_roles: LiteMap<String, String>,
     pub timer: Option<Timeout>,
     /// Fires when a held first offer must go out (see `Negotiation::deferred_deadline`).
     pub offer_timer: Option<Timeout>,
@@ -132,8 +132,8 @@ impl Peer {
             pc,
             metadata,
             senders: Vec::new(),
-            remote_streams: BTreeMap::new(),
-            remote_roles: BTreeMap::new(),
+            remote_streams: LiteMap::new(),
+            remote_roles: LiteMap::new(),
             timer: None,
             offer_timer: None,
             _data: data,

@@ -8,13 +8,13 @@
 
 use std::{
     cell::RefCell,
-    collections::BTreeMap,
     rc::{Rc, Weak},
 };
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise};
+use litemap::LiteMap;
 use rtcroom_protocol::{
     valid_room_name, ClientMsg, IceCandidate, LeaveReason, SdpKind, ServerMsg, SessionDescription,
     SignalPayload, StreamRole,
@@ -103,7 +103,7 @@ struct Inner {
     socket: Option<Socket>,
     /// Events of an older socket are ignored.
     socket_generation: u64,
-    peers: BTreeMap<String, Peer>,
+    peers: LiteMap<String, Peer>,
     next_serial: u64,
     streams: Vec<(MediaStream, String)>,
     timer: Option<Timeout>,
@@ -356,7 +356,10 @@ impl Inner {
             return;
         };
         let actions = peer.life.close();
-        for (stream, role) in std::mem::take(&mut peer.remote_streams).into_values() {
+        for (stream, role) in std::mem::take(&mut peer.remote_streams)
+            .into_iter()
+            .map(|(_, v)| v)
+        {
             self.event(
                 Some(id),
                 "stream-removed",
@@ -707,7 +710,7 @@ impl RoomCore {
                 ice_policy,
                 socket: None,
                 socket_generation: 0,
-                peers: BTreeMap::new(),
+                peers: LiteMap::new(),
                 next_serial: 0,
                 streams: Vec::new(),
                 timer: None,
@@ -773,7 +776,7 @@ impl RoomCore {
             if inner.streams.iter().any(|(s, _)| s.id() == stream.id()) {
                 return;
             }
-            for peer in inner.peers.values_mut() {
+            for peer in inner.peers.iter_mut().map(|(_, p)| p) {
                 peer.add_stream(&stream);
             }
             inner.streams.push((stream, role));
@@ -785,7 +788,7 @@ impl RoomCore {
         let id = stream.id();
         with(&self.weak(), |inner| {
             inner.streams.retain(|(s, _)| s.id() != id);
-            for peer in inner.peers.values_mut() {
+            for peer in inner.peers.iter_mut().map(|(_, p)| p) {
                 peer.remove_stream(&id);
             }
         });
