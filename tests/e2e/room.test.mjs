@@ -46,6 +46,13 @@ for (const name of BROWSERS) {
         await waitFor('first frames', async () => (first = await framesDecoded(pc)) > 0);
         await waitFor('more frames', async () => (await framesDecoded(pc)) > first);
       }
+      // Metadata updates reach the other side as a per-peer event and in peer.metadata.
+      const updated = new Promise((resolve) => b.s.peer(a.s.localPeerId).once('metadata-updated', resolve));
+      a.s.updateMetadata({ name: 'ann', muted: true });
+      // Copies: both are the same object, and puppeteer's BiDi (Firefox) deserializer drops a
+      // repeated reference in a returned value.
+      out.metadataEvent = structuredClone((await updated).metadata);
+      out.metadataNow = structuredClone(b.s.peer(a.s.localPeerId).metadata);
       const leftAt = performance.now();
       await b.s.leave();
       await waitFor('peer-left', () => a.log.left.length > 0, 5000);
@@ -61,6 +68,8 @@ for (const name of BROWSERS) {
     assert.deepEqual(result.joinedA, [result.ids[1]]);
     assert.deepEqual(result.joinedB, [result.ids[0]]);
     assert.deepEqual(result.metaSeenByA, { name: 'bob' });
+    assert.deepEqual(result.metadataEvent, { name: 'ann', muted: true });
+    assert.deepEqual(result.metadataNow, { name: 'ann', muted: true });
     assert.deepEqual(result.tracksA, ['audio:live', 'video:live']);
     assert.deepEqual(result.tracksB, ['audio:live', 'video:live']);
     assert.equal(result.roleA, 'camera');
