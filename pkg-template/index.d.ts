@@ -83,6 +83,26 @@ export interface PeerEvents {
   'app-signal': { data: unknown };
 }
 
+export interface MediaStats {
+  inboundBitrateBps: number | null;
+  outboundBitrateBps: number | null;
+  /** 0..1 */
+  inboundPacketLoss: number | null;
+  /** 0..1, as the remote side reports it */
+  outboundPacketLoss: number | null;
+  jitterMs: number | null;
+  inboundFps: number | null;
+  outboundFps: number | null;
+}
+
+export interface PeerStats {
+  localCandidateType: 'host' | 'srflx' | 'prflx' | 'relay' | null;
+  remoteCandidateType: 'host' | 'srflx' | 'prflx' | 'relay' | null;
+  rttMs: number | null;
+  audio: MediaStats;
+  video: MediaStats;
+}
+
 export class RemotePeer {
   readonly id: string;
   readonly state: PeerState;
@@ -90,6 +110,8 @@ export class RemotePeer {
   /** The native RTCPeerConnection (null once the peer left). */
   readonly peerConnection: RTCPeerConnection | null;
   streams(): { stream: MediaStream; role: string }[];
+  /** Connection summary; rates compare with the previous call. */
+  stats(): Promise<PeerStats>;
   restartIce(): void;
   on<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
   once<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;

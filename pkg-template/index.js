@@ -198,6 +198,17 @@ export class RemotePeer extends Emitter {
   /** Streams received from this peer: [{ stream, role }]. */
   streams() { return this.#core ? this.#core.peerStreams(this.id) : []; }
 
+  /**
+   * What a UI shows about this connection: { localCandidateType, remoteCandidateType, rttMs,
+   * audio, video }, each medium with inbound/outbound bitrate (bps), packet loss (0..1),
+   * jitterMs and fps. Rates compare with the previous call, so call it periodically.
+   */
+  stats() {
+    return this.#core
+      ? this.#core.peerStats(this.id)
+      : Promise.reject(Object.assign(new Error('this peer has left'), { code: 'invalid-state', fatal: false }));
+  }
+
   /** Restarts ICE now (recovery does it by itself). */
   restartIce() { this.#core?.restartIce(this.id); }
 

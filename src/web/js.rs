@@ -81,3 +81,36 @@ pub fn error_value(error: &SdkError) -> JsValue {
 pub fn get(target: &JsValue, key: &str) -> JsValue {
     Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
+
+/// A JS value as a stats [`crate::stats::Value`], walked directly (no JSON text, so no float
+/// parser in the wasm). Functions and symbols become `null`.
+pub fn stats_value(value: &JsValue) -> crate::stats::Value {
+    use crate::stats::Value;
+    if let Some(b) = value.as_bool() {
+        Value::Bool(b)
+    } else if let Some(n) = value.as_f64() {
+        Value::Number(n)
+    } else if let Some(text) = value.as_string() {
+        Value::String(text)
+    } else if js_sys::Array::is_array(value) {
+        Value::Array(
+            js_sys::Array::from(value)
+                .iter()
+                .map(|v| stats_value(&v))
+                .collect(),
+        )
+    } else if value.is_object() && !value.is_function() {
+        let entries = Object::entries(value.unchecked_ref());
+        Value::Object(
+            entries
+                .iter()
+                .filter_map(|entry| {
+                    let pair = js_sys::Array::from(&entry);
+                    Some((pair.get(0).as_string()?, stats_value(&pair.get(1))))
+                })
+                .collect(),
+        )
+    } else {
+        Value::Null
+    }
+}

@@ -44,6 +44,8 @@ pub struct Peer {
     /// Roles the remote side announced with its descriptions.
     pub remote_roles: LiteMap<String, String>,
     pub timer: Option<Timeout>,
+    /// The previous raw getStats result, for rates in `peer.stats()`.
+    pub last_stats: Option<crate::stats::Value>,
     /// Fires when a held first offer must go out (see `Negotiation::deferred_deadline`).
     pub offer_timer: Option<Timeout>,
     _data: RtcDataChannel,
@@ -135,6 +137,7 @@ impl Peer {
             remote_streams: LiteMap::new(),
             remote_roles: LiteMap::new(),
             timer: None,
+            last_stats: None,
             offer_timer: None,
             _data: data,
             listeners,

@@ -176,6 +176,32 @@ async fn add_candidate(pc: &RtcPeerConnection, candidate: Option<IceCandidate>) 
     JsFuture::from(promise).await
 }
 
+fn opt_num(value: Option<f64>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from_f64)
+}
+
+fn summary_value(summary: &crate::stats::Summary) -> JsValue {
+    let media = |m: &crate::stats::MediaSummary| {
+        object(&[
+            ("inboundBitrateBps", opt_num(m.inbound_bitrate_bps)),
+            ("outboundBitrateBps", opt_num(m.outbound_bitrate_bps)),
+            ("inboundPacketLoss", opt_num(m.inbound_packet_loss)),
+            ("outboundPacketLoss", opt_num(m.outbound_packet_loss)),
+            ("jitterMs", opt_num(m.jitter_ms)),
+            ("inboundFps", opt_num(m.inbound_fps)),
+            ("outboundFps", opt_num(m.outbound_fps)),
+        ])
+    };
+    let text = |s: &Option<String>| s.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+    object(&[
+        ("localCandidateType", text(&summary.local_candidate_type)),
+        ("remoteCandidateType", text(&summary.remote_candidate_type)),
+        ("rttMs", opt_num(summary.rtt_ms)),
+        ("audio", media(&summary.audio)),
+        ("video", media(&summary.video)),
+    ])
+}
+
 fn describe_error(err: &JsValue) -> String {
     js::get(err, "message")
         .as_string()
@@ -857,6 +883,41 @@ impl RoomCore {
         }
         with(&self.weak(), |inner| inner.core.update_metadata(Js(metadata)));
         Ok(())
+    }
+
+    /// What a UI shows about the connection with one peer: candidate types, RTT, bitrates,
+    /// loss, jitter and frame rates, computed by `stats::summarize` from this getStats sample
+    /// and the previous one (rates need two).
+    #[wasm_bindgen(js_name = peerStats)]
+    pub fn peer_stats(&self, id: &str) -> Promise {
+        let found = self
+            .inner
+            .borrow()
+            .peers
+            .get(id)
+            .map(|p| (p.pc.clone(), p.serial));
+        let (weak, peer_id) = (self.weak(), id.to_string());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some((pc, serial)) = found else {
+                return Err(error_value(&SdkError::new(
+                    code::INVALID_STATE,
+                    "no such peer",
+                    false,
+                )));
+            };
+            let report = JsFuture::from(pc.get_stats()).await?;
+            let current = js::stats_value(&js_sys::Object::from_entries(&report)?.into());
+            let mut previous = None;
+            with(&weak, |inner| {
+                if let Some(peer) = inner.peer_mut(&peer_id, serial) {
+                    previous = peer.last_stats.replace(current.clone());
+                }
+            });
+            Ok(summary_value(&crate::stats::summarize(
+                previous.as_ref(),
+                &current,
+            )))
+        })
     }
 
     /// Restarts ICE with one peer now (recovery does this by itself; for apps and tests).

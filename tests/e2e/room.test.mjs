@@ -46,6 +46,11 @@ for (const name of BROWSERS) {
         await waitFor('first frames', async () => (first = await framesDecoded(pc)) > 0);
         await waitFor('more frames', async () => (await framesDecoded(pc)) > first);
       }
+      // The in-page summary: rates need two samples.
+      const remote = a.s.peer(b.s.localPeerId);
+      await remote.stats();
+      await new Promise((r) => setTimeout(r, 1000));
+      out.summary = await remote.stats();
       // Metadata updates reach the other side as a per-peer event and in peer.metadata.
       const updated = new Promise((resolve) => b.s.peer(a.s.localPeerId).once('metadata-updated', resolve));
       a.s.updateMetadata({ name: 'ann', muted: true });
@@ -68,6 +73,13 @@ for (const name of BROWSERS) {
     assert.deepEqual(result.joinedA, [result.ids[1]]);
     assert.deepEqual(result.joinedB, [result.ids[0]]);
     assert.deepEqual(result.metaSeenByA, { name: 'bob' });
+    const { summary } = result;
+    assert.ok(['host', 'prflx'].includes(summary.localCandidateType), `local candidate ${summary.localCandidateType}`);
+    assert.ok(summary.video.inboundBitrateBps > 0, `video in ${summary.video.inboundBitrateBps} bps`);
+    assert.ok(summary.video.outboundBitrateBps > 0, `video out ${summary.video.outboundBitrateBps} bps`);
+    assert.ok(summary.video.inboundFps > 0, `video fps ${summary.video.inboundFps}`);
+    assert.ok(summary.audio.inboundBitrateBps > 0, `audio in ${summary.audio.inboundBitrateBps} bps`);
+    assert.ok(summary.rttMs === null || summary.rttMs >= 0, `rtt ${summary.rttMs}`);
     assert.deepEqual(result.metadataEvent, { name: 'ann', muted: true });
     assert.deepEqual(result.metadataNow, { name: 'ann', muted: true });
     assert.deepEqual(result.tracksA, ['audio:live', 'video:live']);
