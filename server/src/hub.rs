@@ -218,20 +218,12 @@ impl Hub {
         }
     }
 
-    pub fn limits(&self) -> &HubLimits {
-        &self.limits
-    }
-
     /// A new socket; it is in no room until it joins.
     pub fn register(&mut self, handle: ConnHandle) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(id, Conn { handle, member: None });
         id
-    }
-
-    pub fn is_member(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| c.member.is_some())
     }
 
     /// Sends an error frame to one connection, closing it when `fatal`.
@@ -255,7 +247,7 @@ impl Hub {
         send(&self.conns, conn, Outgoing::Text(encode(msg)));
     }
 
-    pub fn join(&mut self, conn: ConnId, req: JoinRequest, now: Instant) {
+    pub fn join(&mut self, conn: ConnId, req: JoinRequest) {
         let Some(state) = self.conns.get(&conn) else {
             return;
         };
@@ -287,7 +279,7 @@ impl Hub {
             );
         }
         if let Some(token) = req.resume.clone() {
-            return self.resume(conn, &token, req, version, now);
+            return self.resume(conn, &token, req, version);
         }
         if let Some(id) = req.peer_id.as_deref() {
             if !valid_peer_id(id) {
@@ -393,7 +385,7 @@ impl Hub {
 
     /// A returning peer: same id, fresh token, queued frames in order, no leave/join for others.
     /// A token from before a server restart restores the peer under its old id (once).
-    fn resume(&mut self, conn: ConnId, token: &str, mut req: JoinRequest, version: u32, _now: Instant) {
+    fn resume(&mut self, conn: ConnId, token: &str, mut req: JoinRequest, version: u32) {
         let Some(claim) = self.keys.verify(token).filter(|c| c.room == req.room) else {
             return self.reject(
                 conn,
@@ -740,7 +732,7 @@ mod tests {
         }
     }
 
-    fn join(hub: &mut Hub, conn: ConnId, room: &str, now: Instant) {
+    fn join(hub: &mut Hub, conn: ConnId, room: &str) {
         hub.join(
             conn,
             JoinRequest {
@@ -748,7 +740,6 @@ mod tests {
                 version: 1,
                 ..Default::default()
             },
-            now,
         );
     }
 
@@ -770,8 +761,8 @@ mod tests {
         let mut hub = Hub::new(limits(1000, 8), ResumeKeys::new(None));
         let (a, mut fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
-        join(&mut hub, a, "r", t0);
-        join(&mut hub, b, "r", t0);
+        join(&mut hub, a, "r");
+        join(&mut hub, b, "r");
         fa.frames();
         fb.frames();
         hub.disconnected(a, t0);
@@ -801,8 +792,8 @@ mod tests {
         let mut hub = Hub::new(limits(1000, 2), ResumeKeys::new(None));
         let (a, _fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
-        join(&mut hub, a, "r", t0);
-        join(&mut hub, b, "r", t0);
+        join(&mut hub, a, "r");
+        join(&mut hub, b, "r");
         let a_id = fb.frames()[0]["peers"][0]["id"].as_str().unwrap().to_string();
         hub.disconnected(a, t0);
         for n in 0..3 {
@@ -815,19 +806,17 @@ mod tests {
 
     #[test]
     fn a_full_outgoing_channel_cuts_off_only_that_client() {
-        let t0 = Instant::now();
         let mut hub = Hub::new(HubLimits::default(), ResumeKeys::new(None));
         let (slow, fslow) = connect(&mut hub, 1);
         let (fast, ffast) = connect(&mut hub, 64);
-        join(&mut hub, slow, "r", t0); // fills the slow channel (joined)
-        join(&mut hub, fast, "r", t0); // peer-joined does not fit
+        join(&mut hub, slow, "r"); // fills the slow channel (joined)
+        join(&mut hub, fast, "r"); // peer-joined does not fit
         assert!(fslow.kill.is_cancelled());
         assert!(!ffast.kill.is_cancelled());
     }
 
     #[test]
     fn rooms_are_removed_when_empty_and_limited_in_number() {
-        let t0 = Instant::now();
         let mut hub = Hub::new(
             HubLimits {
                 max_rooms: 1,
@@ -837,13 +826,13 @@ mod tests {
         );
         let (a, _fa) = connect(&mut hub, 64);
         let (b, mut fb) = connect(&mut hub, 64);
-        join(&mut hub, a, "one", t0);
-        join(&mut hub, b, "two", t0);
+        join(&mut hub, a, "one");
+        join(&mut hub, b, "two");
         assert_eq!(fb.frames()[0]["code"], "room-limit");
         hub.leave(a);
         assert_eq!(hub.counts().rooms, 0);
         let (c, mut fc) = connect(&mut hub, 64);
-        join(&mut hub, c, "two", t0);
+        join(&mut hub, c, "two");
         assert_eq!(fc.types(), ["joined"]);
     }
 

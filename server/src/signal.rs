@@ -286,7 +286,7 @@ impl Connection {
                         request.metadata = Some(metadata.clone());
                     }
                 }
-                self.app.hub().join(conn, request, now.into_std());
+                self.app.hub().join(conn, request);
             }
             ClientMsg::Signal { to, payload } => self.app.hub().signal(conn, &to, &payload),
             ClientMsg::Metadata { metadata } => self.app.hub().update_metadata(conn, metadata),

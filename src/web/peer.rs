@@ -36,7 +36,6 @@ pub struct Peer {
     pub pc: RtcPeerConnection,
     pub negotiation: Negotiation,
     pub life: PeerLife,
-    pub metadata: JsValue,
     /// Local track id → its sender, per local stream id.
     senders: Vec<(String, String, RtcRtpSender)>,
     /// Remote stream id → (stream, role) once announced by `stream-added`.
@@ -54,12 +53,10 @@ pub struct Peer {
 }
 
 impl Peer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: String,
         serial: u64,
         local_id: &str,
-        metadata: JsValue,
         config: &RtcConfiguration,
         policy: IcePolicy,
         on_event: impl Fn(PeerEvent) + 'static,
@@ -132,7 +129,6 @@ impl Peer {
             life: PeerLife::new(policy),
             serial,
             pc,
-            metadata,
             senders: Vec::new(),
             remote_streams: LiteMap::new(),
             remote_roles: LiteMap::new(),

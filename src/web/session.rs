@@ -272,9 +272,6 @@ impl Inner {
             SessionAction::PeerJoined { id, metadata } => self.add_peer(id, metadata.map(|m| m.0)),
             SessionAction::PeerLeft { id, reason } => self.remove_peer(&id, reason),
             SessionAction::PeerMetadata { id, metadata } => {
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.metadata = metadata.0.clone();
-                }
                 self.event(Some(&id), "metadata-updated", object(&[("metadata", metadata.0)]));
             }
             SessionAction::Signal { from, payload } => self.on_signal(&from, payload.0),
@@ -348,7 +345,6 @@ impl Inner {
             id.clone(),
             serial,
             &local_id,
-            metadata.clone(),
             &self.rtc_config,
             self.ice_policy,
             on_event,
@@ -851,12 +847,12 @@ impl RoomCore {
 
     #[wasm_bindgen(js_name = peerMetadata)]
     pub fn peer_metadata(&self, id: &str) -> JsValue {
+        // The core keeps every peer's metadata current; the shell keeps no copy.
         self.inner
             .borrow()
-            .peers
-            .get(id)
-            .map(|p| p.metadata.clone())
-            .unwrap_or(JsValue::UNDEFINED)
+            .core
+            .peer_metadata(id)
+            .map_or(JsValue::NULL, |m| m.0.clone())
     }
 
     /// `[{stream, role}]` received from a peer.
