@@ -54,7 +54,16 @@ export async function installPageHelpers(page) {
           () => x.s.peer(y.s.localPeerId)?.state === 'connected', ms);
       }
     };
-    window.rt = { sdk, within, waitFor, framesDecoded, session, connected };
+    /** Two sessions in `room` (per-session options), joined one after the other, connected. */
+    const pair = async (room, optionsA = {}, optionsB = optionsA) => {
+      const a = await session(room, optionsA);
+      const b = await session(room, optionsB);
+      await a.s.join();
+      await b.s.join();
+      await connected(a, b);
+      return { a, b };
+    };
+    window.rt = { sdk, within, waitFor, framesDecoded, session, connected, pair };
   });
 }
 

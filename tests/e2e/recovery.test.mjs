@@ -16,12 +16,8 @@ for (const name of BROWSERS) {
       await page.goto(`${server.url}/`);
       await installPageHelpers(page);
       const before = await page.evaluate(async (room) => {
-        const { session, connected, waitFor, framesDecoded } = window.rt;
-        const a = await session(room);
-        const b = await session(room);
-        await a.s.join();
-        await b.s.join();
-        await connected(a, b);
+        const { pair, waitFor, framesDecoded } = window.rt;
+        const { a, b } = await pair(room);
         window.call = { a, b };
         const pc = b.s.peer(a.s.localPeerId).peerConnection;
         await waitFor('frames', async () => (await framesDecoded(pc)) > 0);

@@ -24,12 +24,8 @@ async function withPage(name, fn) {
 for (const name of BROWSERS) {
   test(`${name}: two sessions meet, exchange cameras, decode video, and see a leave within 1 s`, async () => {
     const result = await withPage(name, (page) => page.evaluate(async (room) => {
-      const { session, waitFor, framesDecoded, connected } = window.rt;
-      const a = await session(room, { metadata: { name: 'ann' } });
-      const b = await session(room, { metadata: { name: 'bob' } });
-      await a.s.join();
-      await b.s.join();
-      await connected(a, b);
+      const { pair, waitFor, framesDecoded } = window.rt;
+      const { a, b } = await pair(room, { metadata: { name: 'ann' } }, { metadata: { name: 'bob' } });
       const out = {
         states: [a.s.state, b.s.state],
         joinedA: a.log.joined, joinedB: b.log.joined,
@@ -140,12 +136,8 @@ for (const name of BROWSERS) {
 
   test(`${name}: a second stream added mid-call from the polite and the impolite side, then removed`, async () => {
     const result = await withPage(name, (page) => page.evaluate(async (room) => {
-      const { session, connected, waitFor } = window.rt;
-      const a = await session(room);
-      const b = await session(room);
-      await a.s.join();
-      await b.s.join();
-      await connected(a, b);
+      const { pair, waitFor } = window.rt;
+      const { a, b } = await pair(room);
       const polite = a.s.localPeerId < b.s.localPeerId ? a : b;
       const impolite = polite === a ? b : a;
       const screen = () => {
@@ -182,12 +174,8 @@ for (const name of BROWSERS) {
 
   test(`${name}: a full room refuses the next joiner with room-full, others undisturbed`, async () => {
     const result = await withPage(name, (page) => page.evaluate(async (room) => {
-      const { session, connected } = window.rt;
-      const a = await session(room, { capacity: 2, media: false });
-      const b = await session(room, { media: false });
-      await a.s.join();
-      await b.s.join();
-      await connected(a, b);
+      const { pair, session } = window.rt;
+      const { a, b } = await pair(room, { capacity: 2, media: false }, { media: false });
       const c = await session(room, { media: false });
       const refused = await c.s.join().then(() => null, (e) => ({ code: e.code, fatal: e.fatal, isError: e instanceof Error }));
       await new Promise((r) => setTimeout(r, 300));
@@ -202,12 +190,8 @@ for (const name of BROWSERS) {
 
   test(`${name}: a forced ICE restart recovers to connected and media keeps flowing`, async () => {
     const result = await withPage(name, (page) => page.evaluate(async (room) => {
-      const { session, connected, waitFor, framesDecoded } = window.rt;
-      const a = await session(room);
-      const b = await session(room);
-      await a.s.join();
-      await b.s.join();
-      await connected(a, b);
+      const { pair, connected, waitFor, framesDecoded } = window.rt;
+      const { a, b } = await pair(room);
       const peer = a.s.peer(b.s.localPeerId);
       const ufrag = (pc) => /a=ice-ufrag:(\S+)/.exec(pc.localDescription.sdp)[1];
       const before = ufrag(peer.peerConnection);
