@@ -11,7 +11,7 @@ export type LeaveReason = 'left' | 'timeout' | 'kicked';
 export interface RtcroomError extends Error {
   code: 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
     | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
-    | 'bad-peer-signal';
+    | 'bad-peer-signal' | 'stats-unavailable';
   fatal: boolean;
 }
 
@@ -45,6 +45,68 @@ export interface RoomSessionConfig {
    * tabs) or an object speaking docs/protocol.md frames.
    */
   transport?: 'broadcast-channel' | SignalingTransport;
+  /**
+   * Stats: with `url`, every peer connection of the call is traced to that rtcstats collector
+   * (the trace opens before any RTCPeerConnection exists; `leave()` takes the final getStats,
+   * closes the connections, then flushes and closes the trace). With or without `url`, every
+   * RemotePeer emits `stats` every `intervalMs` (default 1000).
+   */
+  stats?: StatsTraceOptions & {
+    url?: string;
+    /** JWT sent as `?rtcstats-token=` (collectors with a secret). */
+    token?: string;
+    /** How long join() waits for the collector before going on without it (default 5000). */
+    connectTimeoutMs?: number;
+  };
+  /** Called with every RTCPeerConnection the session makes, before it is used. */
+  onPeerConnection?: (pc: RTCPeerConnection, configuration: RTCConfiguration, peerId: string) => void;
+}
+
+export interface StatsTraceOptions {
+  /** getStats period once a connection is connected (ms, default 1000; 0 = first and final only). */
+  intervalMs?: number;
+  /** Messages held while the collector is unreachable (default 2000); overflow is counted and reported as a `:traceOverflow` event. */
+  maxBuffered?: number;
+  /** Reconnect backoff (default 500 ms doubling to 30 s). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** How long close() keeps delivering what is held (default 5000). */
+  closeGraceMs?: number;
+  /** When a message counts as delivered: collector acks, a drained socket, or whichever comes (default 'auto'). */
+  ackMode?: 'auto' | 'required' | 'never';
+}
+
+export interface TraceCounters {
+  recorded: number;
+  dropped: number;
+  delivered: number;
+  lostAtClose: number;
+}
+
+export interface StatsTraceEvents {
+  'stats': { generation: number; pcId: string; peerConnection: RTCPeerConnection; summary: PeerStats };
+}
+
+/**
+ * rtcstats tracing (dump fileFormat 3). One connect() per call: each starts a new generation,
+ * and nothing of an older generation ever reaches a newer one.
+ */
+export class StatsTrace {
+  constructor(options?: StatsTraceOptions);
+  /** The generation accepting records, or null. */
+  readonly generation: number | null;
+  /** Starts a new generation; resolves with it once the socket is open. Rejects with `stats-unavailable` (with `generation`) while the trace keeps retrying. */
+  connect(url: string, options?: { token?: string }): Promise<number>;
+  /** Ends a generation (default the current one) once everything it holds is delivered. */
+  close(generation?: number): Promise<TraceCounters | null>;
+  /** Final getStats of every open traced connection of a generation, now. */
+  finalStats(generation?: number): Promise<void>;
+  /** Traces a peer connection the app made; returns a function that stops tracing it. */
+  trace(pc: RTCPeerConnection, configuration?: RTCConfiguration): () => void;
+  /** A custom event (`:name`) in the current dump. */
+  event(name: string, data?: unknown): void;
+  on<K extends keyof StatsTraceEvents>(name: K, listener: (detail: StatsTraceEvents[K]) => void): Unsubscribe;
+  once<K extends keyof StatsTraceEvents>(name: K, listener: (detail: StatsTraceEvents[K]) => void): Unsubscribe;
 }
 
 /** A custom signaling transport: the SDK sets `onmessage`/`onclose` and calls the methods. */
@@ -81,6 +143,8 @@ export interface PeerEvents {
   'metadata-updated': { metadata: Record<string, unknown> };
   'peer-left': { reason: LeaveReason };
   'app-signal': { data: unknown };
+  /** Every `stats.intervalMs` while connected (needs `config.stats`). */
+  'stats': PeerStats;
 }
 
 export interface MediaStats {

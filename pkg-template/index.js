@@ -1,7 +1,7 @@
 // rtcroom: the package entry. The wasm half (RoomCore) does signaling, negotiation and recovery;
 // this file adds the JS-shaped API on top: events with on() → unsubscribe, RemotePeer objects,
 // and lazy loading of the wasm on first join().
-import init, { RoomCore } from './rtcroom.js';
+import init, { RoomCore, StatsTraceCore, version } from './rtcroom.js';
 
 export { version, protocolVersion, webrtcSupported } from './rtcroom.js';
 
@@ -177,6 +177,225 @@ class Emitter {
   }
 }
 
+// ---- Stats tracing -------------------------------------------------------------------------
+
+const json = (v) => (v && typeof v.toJSON === 'function' ? v.toJSON() : v);
+const trackInfo = (t) => (t ? `${t.kind}:${t.id}` : 'null');
+const streamsInfo = (streams) => (streams || []).map((s) => `stream:${s.id}`).join(';') || '-';
+
+/** Methods traced with `<name>`, then `<name>OnSuccess` / `<name>OnFailure`. */
+const PROMISE_METHODS = ['createOffer', 'createAnswer', 'setLocalDescription', 'setRemoteDescription', 'addIceCandidate'];
+/** Synchronous methods: the value each one is traced with. */
+const SYNC_METHODS = {
+  addTrack: (track, ...streams) => `${trackInfo(track)} ${streamsInfo(streams)}`,
+  removeTrack: (sender) => trackInfo(sender && sender.track),
+  addTransceiver: (trackOrKind, init) => ({
+    trackOrKind: typeof trackOrKind === 'string' ? trackOrKind : trackInfo(trackOrKind),
+    init: init ? { ...init, streams: init.streams && streamsInfo(init.streams) } : null,
+  }),
+  createDataChannel: (label, init) => [label, init ?? null],
+  restartIce: () => null,
+  setConfiguration: (configuration) => configuration,
+};
+/** Events, traced as `on<type>` with these values. */
+const EVENTS = {
+  icecandidate: (e) => json(e.candidate) ?? null,
+  icecandidateerror: (e) => ({ url: e.url, errorCode: e.errorCode, errorText: e.errorText, address: e.address, port: e.port }),
+  track: (e) => `${trackInfo(e.track)} ${streamsInfo(e.streams)}`,
+  signalingstatechange: (e, pc) => pc.signalingState,
+  iceconnectionstatechange: (e, pc) => pc.iceConnectionState,
+  icegatheringstatechange: (e, pc) => pc.iceGatheringState,
+  connectionstatechange: (e, pc) => pc.connectionState,
+  negotiationneeded: () => null,
+  datachannel: (e) => [e.channel.id, e.channel.label],
+};
+
+/** What the `create` header of every dump says about this client. */
+function clientInfo() {
+  const g = globalThis;
+  const nav = g.navigator || {};
+  const ua = nav.userAgentData;
+  return {
+    sdk: `rtcroom/${version()}`,
+    hardwareConcurrency: nav.hardwareConcurrency ?? null,
+    deviceMemory: nav.deviceMemory ?? null,
+    userAgent: nav.userAgent ?? null,
+    userAgentData: ua ? { brands: ua.brands, mobile: ua.mobile, platform: ua.platform } : null,
+    screen: g.screen ? { width: g.screen.width, height: g.screen.height, devicePixelRatio: g.devicePixelRatio } : null,
+    window: { innerWidth: g.innerWidth ?? null, innerHeight: g.innerHeight ?? null },
+  };
+}
+
+/**
+ * Traces one peer connection into `generation`: wraps its methods on the instance (the
+ * prototype is untouched, so other connections are not affected) and listens to its events.
+ * Returns a function that removes all of it; `close()` does that by itself.
+ */
+function instrument(core, generation, pc, configuration) {
+  const id = core.attach(generation, pc, json(configuration ?? pc.getConfiguration()) ?? null);
+  if (id === undefined) return () => {};
+  const rec = (method, value) => core.record(generation, method, id, value === undefined ? null : value, undefined);
+  const wrapped = [];
+  const wrap = (target, name, make) => {
+    const original = target[name];
+    if (typeof original !== 'function') return;
+    target[name] = make(original);
+    wrapped.push([target, name]);
+  };
+  for (const name of PROMISE_METHODS) {
+    wrap(pc, name, (original) => function (...args) {
+      rec(name, json(args[0]));
+      const promise = original.apply(this, args);
+      promise.then(
+        (result) => rec(`${name}OnSuccess`, name === 'setLocalDescription' ? json(pc.localDescription) : json(result)),
+        (err) => rec(`${name}OnFailure`, String(err)),
+      );
+      return promise;
+    });
+  }
+  const wrapSender = (sender) => {
+    if (!sender || wrapped.some(([t]) => t === sender)) return;
+    wrap(sender, 'replaceTrack', (original) => function (track) {
+      rec('replaceTrack', { sender: trackInfo(sender.track), track: trackInfo(track) });
+      return original.apply(this, arguments);
+    });
+    wrap(sender, 'setParameters', (original) => function (parameters) {
+      rec('setParameters', { sender: trackInfo(sender.track), parameters });
+      return original.apply(this, arguments);
+    });
+  };
+  for (const [name, value] of Object.entries(SYNC_METHODS)) {
+    wrap(pc, name, (original) => function (...args) {
+      rec(name, value(...args));
+      const result = original.apply(this, args);
+      if (name === 'addTrack') wrapSender(result);
+      if (name === 'addTransceiver') wrapSender(result && result.sender);
+      return result;
+    });
+  }
+  const listeners = Object.entries(EVENTS).map(([type, value]) => {
+    const listener = (event) => rec(`on${type}`, value(event, pc));
+    pc.addEventListener(type, listener);
+    return [type, listener];
+  });
+  let done = false;
+  const untrace = () => {
+    if (done) return;
+    done = true;
+    for (const [target, name] of wrapped) delete target[name];
+    for (const [type, listener] of listeners) pc.removeEventListener(type, listener);
+  };
+  wrap(pc, 'close', (original) => function () {
+    if (!done) {
+      core.pcClosing(generation, id); // the final getStats starts before the native close
+      untrace();
+    }
+    return original.apply(this, arguments);
+  });
+  return untrace;
+}
+
+/**
+ * Traces calls to an rtcstats collector (`rtcroom-server`'s `/rtcstats`, or rtcstats-server)
+ * in the rtcstats dump format, fileFormat 3. One `connect()` per call: each starts a new
+ * generation (a new dump), and nothing of an older generation ever reaches a newer one.
+ * Events: `stats` `{ generation, pcId, peerConnection, summary }` after every getStats sample.
+ */
+export class StatsTrace extends Emitter {
+  #options;
+  #core = null;
+  #loading = null;
+  #queue = [];
+
+  constructor(options = {}) {
+    super();
+    this.#options = { ...options };
+  }
+
+  /** The generation currently accepting records (null before connect() or after close()). */
+  get generation() { return this.#core?.generation ?? null; }
+
+  /**
+   * Starts a new generation (closing the previous one) and resolves with its number once its
+   * socket is open. Rejects with `stats-unavailable` (not fatal; the rejection carries
+   * `generation`) when the collector cannot be reached: the trace keeps buffering (up to
+   * `maxBuffered` messages) and reconnecting with backoff anyway.
+   */
+  connect(url, { token } = {}) {
+    let target = String(url);
+    if (token) target += `${target.includes('?') ? '&' : '?'}rtcstats-token=${encodeURIComponent(token)}`;
+    return new Promise((resolve, reject) => {
+      this.#run((core) => {
+        const generation = core.connect(target, clientInfo(), resolve, (err) => reject(Object.assign(err, { generation })));
+      }, reject);
+    });
+  }
+
+  /**
+   * Ends a generation (default: the current one): final getStats of its open peer connections,
+   * then everything it holds is delivered (within `closeGraceMs`). Resolves with
+   * `{ recorded, dropped, delivered, lostAtClose }`. Closing an older generation never touches
+   * a newer one; pass the number `connect()` resolved with to be explicit.
+   */
+  close(generation = this.generation) {
+    return new Promise((resolve, reject) => {
+      this.#run((core) => {
+        const g = generation ?? core.generation;
+        if (g == null) return resolve(null);
+        core.close(g).then(resolve, reject);
+      }, reject);
+    });
+  }
+
+  /** Final getStats of every open traced peer connection of a generation, now. */
+  finalStats(generation = this.generation) {
+    return new Promise((resolve) => {
+      this.#run((core) => {
+        const g = generation ?? core.generation;
+        if (g == null) return resolve();
+        core.finalStats(g).then(resolve, resolve);
+      }, resolve);
+    });
+  }
+
+  /**
+   * Traces a peer connection the app made itself (RoomSession traces its own): every API call
+   * and event, and getStats every `intervalMs` once connected. Returns a function that stops
+   * tracing it.
+   */
+  trace(pc, configuration) {
+    let untrace = null;
+    let cancelled = false;
+    this.#run((core) => {
+      const g = core.generation;
+      if (!cancelled && g != null) untrace = instrument(core, g, pc, configuration);
+    });
+    return () => { cancelled = true; untrace?.(); };
+  }
+
+  /** A custom event in the current dump (`:name`, never compressed). */
+  event(name, data) {
+    const method = String(name).startsWith(':') ? String(name) : `:${name}`;
+    this.#run((core) => {
+      const g = core.generation;
+      if (g != null) core.record(g, method, undefined, data ?? null, undefined);
+    });
+  }
+
+  /** Runs `f` with the wasm core, in call order (the first call loads the SDK's wasm). */
+  #run(f, fail = () => {}) {
+    if (this.#core) return f(this.#core);
+    this.#queue.push([f, fail]);
+    this.#loading ??= load().then(() => {
+      this.#core = new StatsTraceCore(this.#options, (name, detail) => this._emit(name, detail));
+      for (const [g] of this.#queue.splice(0)) g(this.#core);
+    }, (err) => {
+      this.#loading = null;
+      for (const [, g] of this.#queue.splice(0)) g(err);
+    });
+  }
+}
+
 /** A participant of the room: `stream-added`, `stream-removed`, `state-change`, `metadata-updated`, `peer-left`. */
 export class RemotePeer extends Emitter {
   #core;
@@ -225,6 +444,12 @@ export class RoomSession extends Emitter {
   #peers = new Map();
   #streams = new Map(); // registered before the core exists
   #state = 'idle';
+  #trace = null;        // StatsTrace of this session (config.stats.url)
+  #traceGeneration = null;
+  #pcPeers = new WeakMap(); // RTCPeerConnection → peer id, for `stats` events
+  #statsTimer = null;   // `stats` events without a collector
+  #traceClosing = null;
+  #preparing = null;
 
   constructor(config) {
     super();
@@ -263,14 +488,36 @@ export class RoomSession extends Emitter {
   /** Resolves when joined; rejects with an Error carrying `code` and `fatal`. */
   async join() {
     if (!this.#core) {
-      await load();
-      if (this.#core) return this.#core.join();
-      if (this.#state !== 'idle') throw Object.assign(new Error('this session already left'), { code: 'invalid-state', fatal: false });
-      this.#core = new RoomCore(this.#config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
-      for (const [stream, role] of this.#streams) this.#core.addStream(stream, role);
-      this.#streams.clear();
+      this.#preparing ??= this.#prepare();
+      try {
+        await this.#preparing;
+      } catch (err) {
+        this.#preparing = null; // a failed wasm load may be retried
+        throw err;
+      }
     }
     return this.#core.join();
+  }
+
+  /** Loads the wasm, opens the stats trace (if configured), then makes the core. */
+  async #prepare() {
+    await load();
+    const left = () => Object.assign(new Error('this session already left'), { code: 'invalid-state', fatal: false });
+    if (this.#state !== 'idle') throw left();
+    await this.#startStats();
+    if (this.#state !== 'idle') {
+      await this.#stopStats();
+      throw left();
+    }
+    const onPeerConnection = (pc, configuration, peerId) => {
+      this.#pcPeers.set(pc, peerId);
+      if (this.#trace && this.#traceGeneration != null) this.#trace.trace(pc, configuration);
+      this.#config.onPeerConnection?.(pc, configuration, peerId);
+    };
+    const config = { ...this.#config, onPeerConnection };
+    this.#core = new RoomCore(config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
+    for (const [stream, role] of this.#streams) this.#core.addStream(stream, role);
+    this.#streams.clear();
   }
 
   /** Leaves the room. `{ stopTracks: true }` also stops the tracks given to addStream. */
@@ -279,7 +526,60 @@ export class RoomSession extends Emitter {
       this.#state = 'left';
       return;
     }
+    // Order matters for the dump: final getStats, then the peer connections close, then the
+    // trace is flushed and closed.
+    const [trace, generation] = [this.#trace, this.#traceGeneration];
+    if (trace && generation != null && this.#core.state !== 'left') await trace.finalStats(generation);
     await this.#core.leave(stopTracks);
+    await this.#stopStats();
+  }
+
+  /**
+   * With `config.stats.url`, opens this call's trace before any RTCPeerConnection exists. An
+   * unreachable collector is reported as a non-fatal `error` and does not stop the join (the
+   * trace buffers and retries).
+   */
+  async #startStats() {
+    const stats = this.#config.stats;
+    if (!stats || this.#trace || this.#statsTimer) return;
+    if (!stats.url) {
+      const every = stats.intervalMs ?? 1000;
+      if (every > 0) this.#statsTimer = setInterval(() => this.#pollPeers(), every);
+      return;
+    }
+    this.#trace = new StatsTrace(stats);
+    this.#trace.on('stats', ({ peerConnection, summary }) => {
+      const peer = this.#peers.get(this.#pcPeers.get(peerConnection));
+      if (peer) peer._emit('stats', summary);
+    });
+    const opened = this.#trace.connect(stats.url, { token: stats.token });
+    const timeout = new Promise((_, reject) => setTimeout(
+      () => reject(Object.assign(new Error('the stats collector did not answer in time'), { code: 'stats-unavailable', fatal: false })),
+      stats.connectTimeoutMs ?? 5000,
+    ));
+    try {
+      this.#traceGeneration = await Promise.race([opened, timeout]);
+    } catch (err) {
+      this.#traceGeneration = err.generation ?? this.#trace.generation;
+      this._emit('error', err);
+    }
+  }
+
+  async #pollPeers() {
+    for (const peer of this.#peers.values()) {
+      try {
+        peer._emit('stats', await peer.stats());
+      } catch { /* the peer left meanwhile */ }
+    }
+  }
+
+  /** Stops `stats` events and closes the trace; every call returns the same Promise. */
+  #stopStats() {
+    clearInterval(this.#statsTimer);
+    this.#statsTimer = null;
+    const [trace, generation] = [this.#trace, this.#traceGeneration];
+    this.#traceClosing ??= trace && generation != null ? trace.close(generation) : Promise.resolve(null);
+    return this.#traceClosing;
   }
 
   #dispatch(peerId, name, detail) {
@@ -295,6 +595,7 @@ export class RoomSession extends Emitter {
         peer._detach();
         this._emit('peer-left', { peer, reason: detail.reason });
       } else {
+        if (name === 'state-change' && (detail.to === 'left' || detail.to === 'failed')) this.#stopStats();
         this._emit(name, detail);
       }
       return;

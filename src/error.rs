@@ -38,4 +38,6 @@ pub mod code {
     pub const NEGOTIATION: &str = "negotiation-failed";
     pub const MEDIA: &str = "media-error";
     pub const PEER_SIGNAL: &str = "bad-peer-signal";
+    /// The stats collector cannot be reached (the trace keeps buffering and retrying).
+    pub const STATS_UNAVAILABLE: &str = "stats-unavailable";
 }

@@ -179,6 +179,12 @@ impl Trace {
         self.current
     }
 
+    /// Whether a generation still has work (accepting records, or delivering what it holds).
+    /// False once it is done, or for an id that never existed.
+    pub fn is_live(&self, generation: u32) -> bool {
+        self.generations.iter().any(|g| g.id == generation)
+    }
+
     /// True when no generation is live (nothing to deliver, no socket, no timer needed).
     pub fn is_idle(&self) -> bool {
         self.generations.is_empty()
@@ -370,15 +376,17 @@ impl Trace {
     }
 }
 
-/// `["ack", n]` with n a non-negative integer.
+/// `["ack", n]` with n a non-negative integer (whitespace allowed between tokens). Hand-read:
+/// the only JSON the browser side ever parses, so the wasm needs no JSON or float parser.
 fn parse_ack(text: &str) -> Option<u64> {
-    let value = Value::parse(text).ok()?;
-    let items = value.as_array()?;
-    if items.len() != 2 || items[0].as_str() != Some("ack") {
+    let rest = text.trim().strip_prefix('[')?.trim_start();
+    let rest = rest.strip_prefix("\"ack\"")?.trim_start();
+    let rest = rest.strip_prefix(',')?.trim_start();
+    let digits = rest.strip_suffix(']')?.trim_end();
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n = items[1].as_f64()?;
-    (n >= 0.0 && n.fract() == 0.0 && n <= 9.0e15).then_some(n as u64)
+    digits.parse().ok()
 }
 
 impl Generation {
@@ -745,5 +753,9 @@ mod tests {
         assert_eq!(parse_ack(r#"["ack",1.5]"#), None);
         assert_eq!(parse_ack(r#"["nope",1]"#), None);
         assert_eq!(parse_ack("garbage"), None);
+        assert_eq!(parse_ack(r#" [ "ack" , 12 ] "#), Some(12));
+        assert_eq!(parse_ack(r#"["ack",1e3]"#), None);
+        assert_eq!(parse_ack(r#"["ack",]"#), None);
+        assert_eq!(parse_ack(r#"["ack",1234567890123456]"#), None);
     }
 }

@@ -206,6 +206,26 @@ pub fn write_number(out: &mut String, n: f64) {
         out.push('0');
         return;
     }
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        // Integers (most stats values): plain digits, no float formatting.
+        let _ = write!(out, "{}", n as i64);
+        return;
+    }
+    write_fraction(out, n);
+}
+
+/// In the browser, the engine's own `Number.prototype.toString`: exact by definition, and the
+/// wasm carries no float formatter.
+#[cfg(target_arch = "wasm32")]
+fn write_fraction(out: &mut String, n: f64) {
+    if let Some(text) = js_sys::Number::from(n).to_string(10).ok().and_then(|s| s.as_string()) {
+        out.push_str(&text);
+    }
+}
+
+/// Natively, the ECMAScript algorithm over Rust's shortest round-trip digits.
+#[cfg(not(target_arch = "wasm32"))]
+fn write_fraction(out: &mut String, n: f64) {
     if n < 0.0 {
         out.push('-');
     }

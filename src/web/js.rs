@@ -1,7 +1,9 @@
 //! Small bridges between Rust and JS: pass-through values, JSON, time, typed errors, and the
 //! two RTCPeerConnection methods web-sys lacks.
 
-use js_sys::{Object, Promise, Reflect, JSON};
+use std::{cell::RefCell, rc::Weak};
+
+use js_sys::{Function, Object, Promise, Reflect, JSON};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use web_sys::RtcPeerConnection;
@@ -32,6 +34,45 @@ pub fn set_local_description_implicit(pc: &RtcPeerConnection) -> Promise {
 
 pub fn restart_ice(pc: &RtcPeerConnection) {
     pc.unchecked_ref::<PeerConnectionExt>().restart_ice()
+}
+
+/// JS calls (event emitters, Promise resolvers) queued while a shell's state is borrowed.
+#[derive(Default)]
+pub struct Outbox(Vec<(Function, [JsValue; 3])>);
+
+impl Outbox {
+    pub fn call(&mut self, f: &Function, args: [JsValue; 3]) {
+        self.0.push((f.clone(), args));
+    }
+
+    /// Resolves or rejects a Promise with `value`.
+    pub fn settle(&mut self, f: Function, value: JsValue) {
+        self.0.push((f, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]));
+    }
+}
+
+/// A browser shell around a sans-IO core: `process` carries out what the core decided.
+pub trait Shell {
+    fn process(&mut self);
+    fn outbox(&mut self) -> &mut Outbox;
+}
+
+/// Every callback enters a shell through here: borrow the state, run `f` and the core's
+/// actions, release the borrow, and only then call JS. An app listener that calls back into
+/// the SDK (e.g. `leave()` inside `peer-left`) is therefore safe.
+pub fn with<T: Shell>(weak: &Weak<RefCell<T>>, f: impl FnOnce(&mut T)) {
+    let Some(rc) = weak.upgrade() else { return };
+    let calls = {
+        let Ok(mut inner) = rc.try_borrow_mut() else {
+            return;
+        };
+        f(&mut inner);
+        inner.process();
+        std::mem::take(&mut inner.outbox().0)
+    };
+    for (f, [a, b, c]) in calls {
+        let _ = f.call3(&JsValue::NULL, &a, &b, &c);
+    }
 }
 
 pub fn now() -> f64 {

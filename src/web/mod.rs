@@ -37,4 +37,5 @@ pub fn webrtc_supported() -> bool {
 mod js;
 mod peer;
 mod session;
+mod stats_trace;
 mod transport;

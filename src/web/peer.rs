@@ -59,9 +59,14 @@ impl Peer {
         local_id: &str,
         config: &RtcConfiguration,
         policy: IcePolicy,
+        on_created: Option<&js_sys::Function>,
         on_event: impl Fn(PeerEvent) + 'static,
     ) -> Result<Peer, JsValue> {
         let pc = RtcPeerConnection::new_with_configuration(config)?;
+        if let Some(hook) = on_created {
+            // Before our listeners, tracks and data channel: a tracer sees everything.
+            let _ = hook.call3(&JsValue::NULL, &pc, config, &JsValue::from_str(&id));
+        }
         let on_event: std::rc::Rc<dyn Fn(PeerEvent)> = std::rc::Rc::new(on_event);
         let listen = |name: &'static str, f: Box<dyn Fn(&web_sys::Event)>| {
             EventListener::new(&pc, name, move |e| f(e))

@@ -28,8 +28,9 @@ use web_sys::{
 };
 
 use super::{
-    js::{self, error_value, from_js, from_json, now, object, to_js, to_json, Js},
+    js::{self, error_value, from_js, from_json, now, object, to_js, to_json, with, Js, Outbox, Shell},
     peer::{Peer, PeerEvent},
+    stats_trace::{get_stats, summary_value},
     transport::{Socket, TransportEvent},
 };
 use crate::{
@@ -90,8 +91,6 @@ fn default_url() -> Option<String> {
     Some(format!("{}://{host}/signal", if secure { "wss" } else { "ws" }))
 }
 
-type Event = (Option<String>, &'static str, JsValue);
-
 struct Inner {
     core: Session<Js>,
     emit: Function,
@@ -100,6 +99,9 @@ struct Inner {
     custom_transport: Option<JsValue>,
     rtc_config: RtcConfiguration,
     ice_policy: IcePolicy,
+    /// Called with `(pc, configuration, peerId)` right after each RTCPeerConnection is made,
+    /// before anything else touches it (stats tracing instruments it there).
+    on_peer_connection: Option<Function>,
     socket: Option<Socket>,
     /// Events of an older socket are ignored.
     socket_generation: u64,
@@ -108,36 +110,30 @@ struct Inner {
     streams: Vec<(MediaStream, String)>,
     timer: Option<Timeout>,
     join_waiters: Vec<(Function, Function)>,
-    /// Filled while borrowed; fired by [`with`] after the borrow ends.
-    events: Vec<Event>,
-    settle: Vec<(Function, JsValue)>,
+    /// Events and Promise settlements, fired by [`with`] after the borrow ends.
+    outbox: Outbox,
     /// `pagehide` and `beforeunload`: leave when the page goes away. Firefox closes the page's
     /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others there.
     page_exit: Vec<EventListener>,
     weak: Weak<RefCell<Inner>>,
 }
 
-/// Runs `f` on the state, carries out what the core decided, then fires events outside the borrow.
-fn with(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
-    let Some(rc) = weak.upgrade() else { return };
-    let (events, settle, emit) = {
-        let Ok(mut inner) = rc.try_borrow_mut() else {
-            return;
-        };
-        f(&mut inner);
-        inner.process();
-        (
-            std::mem::take(&mut inner.events),
-            std::mem::take(&mut inner.settle),
-            inner.emit.clone(),
-        )
-    };
-    for (peer, name, detail) in events {
-        let peer = peer.map(JsValue::from).unwrap_or(JsValue::NULL);
-        let _ = emit.call3(&JsValue::NULL, &peer, &JsValue::from_str(name), &detail);
+impl Shell for Inner {
+    fn process(&mut self) {
+        loop {
+            let actions = self.core.drain();
+            if actions.is_empty() {
+                break;
+            }
+            for action in actions {
+                self.act(action);
+            }
+        }
+        self.schedule();
     }
-    for (settle, value) in settle {
-        let _ = settle.call1(&JsValue::NULL, &value);
+
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
     }
 }
 
@@ -176,32 +172,6 @@ async fn add_candidate(pc: &RtcPeerConnection, candidate: Option<IceCandidate>) 
     JsFuture::from(promise).await
 }
 
-fn opt_num(value: Option<f64>) -> JsValue {
-    value.map_or(JsValue::NULL, JsValue::from_f64)
-}
-
-fn summary_value(summary: &crate::stats::Summary) -> JsValue {
-    let media = |m: &crate::stats::MediaSummary| {
-        object(&[
-            ("inboundBitrateBps", opt_num(m.inbound_bitrate_bps)),
-            ("outboundBitrateBps", opt_num(m.outbound_bitrate_bps)),
-            ("inboundPacketLoss", opt_num(m.inbound_packet_loss)),
-            ("outboundPacketLoss", opt_num(m.outbound_packet_loss)),
-            ("jitterMs", opt_num(m.jitter_ms)),
-            ("inboundFps", opt_num(m.inbound_fps)),
-            ("outboundFps", opt_num(m.outbound_fps)),
-        ])
-    };
-    let text = |s: &Option<String>| s.as_deref().map_or(JsValue::NULL, JsValue::from_str);
-    object(&[
-        ("localCandidateType", text(&summary.local_candidate_type)),
-        ("remoteCandidateType", text(&summary.remote_candidate_type)),
-        ("rttMs", opt_num(summary.rtt_ms)),
-        ("audio", media(&summary.audio)),
-        ("video", media(&summary.video)),
-    ])
-}
-
 fn describe_error(err: &JsValue) -> String {
     js::get(err, "message")
         .as_string()
@@ -210,7 +180,8 @@ fn describe_error(err: &JsValue) -> String {
 
 impl Inner {
     fn event(&mut self, peer: Option<&str>, name: &'static str, detail: JsValue) {
-        self.events.push((peer.map(String::from), name, detail));
+        let peer = peer.map_or(JsValue::NULL, JsValue::from_str);
+        self.outbox.call(&self.emit, [peer, name.into(), detail]);
     }
 
     fn error(&mut self, error: SdkError) {
@@ -220,19 +191,6 @@ impl Inner {
 
     fn peer_mut(&mut self, id: &str, serial: u64) -> Option<&mut Peer> {
         self.peers.get_mut(id).filter(|p| p.serial == serial)
-    }
-
-    fn process(&mut self) {
-        loop {
-            let actions = self.core.drain();
-            if actions.is_empty() {
-                break;
-            }
-            for action in actions {
-                self.act(action);
-            }
-        }
-        self.schedule();
     }
 
     fn schedule(&mut self) {
@@ -261,12 +219,12 @@ impl Inner {
             SessionAction::Send(msg) => self.send(&msg),
             SessionAction::JoinResolved => {
                 for (resolve, _) in std::mem::take(&mut self.join_waiters) {
-                    self.settle.push((resolve, JsValue::UNDEFINED));
+                    self.outbox.settle(resolve, JsValue::UNDEFINED);
                 }
             }
             SessionAction::JoinRejected(error) => {
                 for (_, reject) in std::mem::take(&mut self.join_waiters) {
-                    self.settle.push((reject, error_value(&error)));
+                    self.outbox.settle(reject, error_value(&error));
                 }
             }
             SessionAction::PeerJoined { id, metadata } => self.add_peer(id, metadata.map(|m| m.0)),
@@ -347,6 +305,7 @@ impl Inner {
             &local_id,
             &self.rtc_config,
             self.ice_policy,
+            self.on_peer_connection.as_ref(),
             on_event,
         ) {
             Ok(mut peer) => {
@@ -722,6 +681,7 @@ impl RoomCore {
         if Array::is_array(&ice_servers) {
             rtc_config.set_ice_servers(&ice_servers);
         }
+        let on_peer_connection = js::get(&config, "onPeerConnection").dyn_into::<Function>().ok();
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 core: Session::new(session),
@@ -730,6 +690,7 @@ impl RoomCore {
                 custom_transport,
                 rtc_config,
                 ice_policy,
+                on_peer_connection,
                 socket: None,
                 socket_generation: 0,
                 peers: LiteMap::new(),
@@ -737,8 +698,7 @@ impl RoomCore {
                 streams: Vec::new(),
                 timer: None,
                 join_waiters: Vec::new(),
-                events: Vec::new(),
-                settle: Vec::new(),
+                outbox: Outbox::default(),
                 page_exit: Vec::new(),
                 weak: weak.clone(),
             })
@@ -901,8 +861,7 @@ impl RoomCore {
                     false,
                 )));
             };
-            let report = JsFuture::from(pc.get_stats()).await?;
-            let current = js::stats_value(&js_sys::Object::from_entries(&report)?.into());
+            let current = get_stats(pc.get_stats()).await?;
             let mut previous = None;
             with(&weak, |inner| {
                 if let Some(peer) = inner.peer_mut(&peer_id, serial) {
