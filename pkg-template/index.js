@@ -6,6 +6,7 @@ import init, { RoomCore, StatsTraceCore, version } from './rtcroom.js';
 export { version, protocolVersion, webrtcSupported } from './rtcroom.js';
 
 let loading = null;
+let loaded = false;
 
 /**
  * Loads and instantiates the SDK's WebAssembly once; later calls return the same Promise.
@@ -14,7 +15,7 @@ let loading = null;
  */
 export function load(wasm) {
   if (!loading) {
-    loading = init(wasm === undefined ? undefined : { module_or_path: wasm }).then(() => undefined);
+    loading = init(wasm === undefined ? undefined : { module_or_path: wasm }).then(() => { loaded = true; });
     loading.catch(() => { loading = null; }); // a failed load may be retried
   }
   return loading;
@@ -211,12 +212,13 @@ const EVENTS = {
 };
 
 /** What the `create` header of every dump says about this client. */
-function clientInfo() {
+function clientInfo(traceId) {
   const g = globalThis;
   const nav = g.navigator || {};
   const ua = nav.userAgentData;
   return {
     sdk: `rtcroom/${version()}`,
+    traceId,
     hardwareConcurrency: nav.hardwareConcurrency ?? null,
     deviceMemory: nav.deviceMemory ?? null,
     userAgent: nav.userAgent ?? null,
@@ -306,6 +308,8 @@ export class StatsTrace extends Emitter {
   #core = null;
   #loading = null;
   #queue = [];
+  /** Stable across this object's generations and reconnects: ties its dumps together. */
+  #id = randomId();
 
   constructor(options = {}) {
     super();
@@ -326,7 +330,7 @@ export class StatsTrace extends Emitter {
     if (token) target += `${target.includes('?') ? '&' : '?'}rtcstats-token=${encodeURIComponent(token)}`;
     return new Promise((resolve, reject) => {
       this.#run((core) => {
-        const generation = core.connect(target, clientInfo(), resolve, (err) => reject(Object.assign(err, { generation })));
+        const generation = core.connect(target, clientInfo(this.#id), resolve, (err) => reject(Object.assign(err, { generation })));
       }, reject);
     });
   }
@@ -384,6 +388,7 @@ export class StatsTrace extends Emitter {
 
   /** Runs `f` with the wasm core, in call order (the first call loads the SDK's wasm). */
   #run(f, fail = () => {}) {
+    if (!this.#core && loaded) this.#core = new StatsTraceCore(this.#options, (name, detail) => this._emit(name, detail));
     if (this.#core) return f(this.#core);
     this.#queue.push([f, fail]);
     this.#loading ??= load().then(() => {

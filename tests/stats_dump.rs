@@ -160,6 +160,25 @@ fn rejects_broken_dumps() {
         "nulls",
     );
     expect_error(&[HEADER, r#"[99,null,{},0]"#], 4, "unknown method");
+    // A reference to an id given out earlier and since removed is what the browser reported
+    // (ids are never reused, so it is unambiguous); one to an id never given out is not.
+    let removed = [
+        HEADER,
+        r#"[39,"PC_0",{},0]"#,
+        r#"["g","PC_0",{"0":{"5":"1"},"1":{"type":1}},0]"#,
+        r#"["g","PC_0",{"1":null},0]"#,
+    ];
+    let lines: Vec<String> = removed.iter().map(|l| l.to_string()).collect();
+    let dump = read_dump(&write_dump(&lines, 1000, 0.0)).unwrap();
+    assert_eq!(
+        dump.events[3].value.get("0").unwrap().get("transportId"),
+        Some(&Value::str("1"))
+    );
+    expect_error(
+        &[HEADER, r#"[39,"PC_0",{},0]"#, r#"["g","PC_0",{"0":{"5":"1"}},0]"#],
+        5,
+        "missing",
+    );
     let no_close = format!("RTCStatsDump\n{{\"fileFormat\":3}}\n{HEADER}\n{HEADER}\n");
     assert!(read_dump(&no_close).unwrap_err().reason.contains("close"));
 }

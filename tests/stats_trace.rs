@@ -37,6 +37,8 @@ struct Sim {
     timers: BTreeMap<u32, f64>,
     collector_acks: bool,
     generations: Vec<u32>,
+    /// Generations left open by `detach_current` (still recording until closed).
+    detached: Vec<u32>,
     pcs: BTreeMap<u32, Vec<String>>,
     /// (generation, payload n) of every record the trace accepted.
     accepted: Vec<(u32, u64)>,
@@ -53,6 +55,7 @@ impl Sim {
             timers: BTreeMap::new(),
             collector_acks: false,
             generations: Vec::new(),
+            detached: Vec::new(),
             pcs: BTreeMap::new(),
             accepted: Vec::new(),
             next_payload: 0,
@@ -116,10 +119,30 @@ impl Sim {
                 let g = self.trace.connect(self.now, Value::str("client"));
                 self.generations.push(g);
             }
+            Op::ConnectKeepingPrevious => {
+                if let Some(g) = self.current() {
+                    self.trace.detach_current();
+                    self.detached.push(g);
+                }
+                let g = self.trace.connect(self.now, Value::str("client"));
+                self.generations.push(g);
+            }
             Op::Close(i) => {
                 if !self.generations.is_empty() {
                     let g = self.generations[i % self.generations.len()];
+                    self.detached.retain(|d| *d != g);
                     self.trace.close(g, self.now);
+                }
+            }
+            Op::DetachedEvent(i) => {
+                // A detached generation still takes its own late events (into its own dump).
+                if self.detached.is_empty() {
+                    return;
+                }
+                let g = self.detached[i % self.detached.len()];
+                let (value, n) = self.payload(g);
+                if self.trace.record(g, self.now, ":final", None, value, vec![]) {
+                    self.accepted.push((g, n));
                 }
             }
             Op::CreatePc => {
@@ -169,7 +192,12 @@ impl Sim {
             }
             Op::StaleEvent => {
                 let current = self.current();
-                if let Some(&g) = self.generations.iter().find(|g| Some(**g) != current) {
+                let detached = &self.detached;
+                if let Some(&g) = self
+                    .generations
+                    .iter()
+                    .find(|g| Some(**g) != current && !detached.contains(g))
+                {
                     assert!(!self.trace.record(g, self.now, ":late", None, Value::Null, vec![]));
                 }
             }
@@ -251,6 +279,10 @@ impl Sim {
     /// Closes the current generation and lets the collector cooperate until nothing is live.
     fn settle(&mut self) {
         if let Some(g) = self.current() {
+            self.trace.close(g, self.now);
+            self.pump();
+        }
+        for g in std::mem::take(&mut self.detached) {
             self.trace.close(g, self.now);
             self.pump();
         }
@@ -428,6 +460,8 @@ fn payload_n(event: &DumpEvent) -> Option<u64> {
 #[derive(Debug, Clone)]
 enum Op {
     Connect,
+    ConnectKeepingPrevious,
+    DetachedEvent(usize),
     Close(usize),
     CreatePc,
     Event { pc: Option<usize>, back: u8 },
@@ -444,6 +478,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Connect),
+        1 => Just(Op::ConnectKeepingPrevious),
+        1 => any::<usize>().prop_map(Op::DetachedEvent),
         1 => any::<usize>().prop_map(Op::Close),
         2 => Just(Op::CreatePc),
         6 => (proptest::option::of(any::<usize>()), 0u8..3).prop_map(|(pc, back)| Op::Event { pc, back }),

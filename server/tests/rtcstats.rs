@@ -263,3 +263,725 @@ async fn with_a_secret_the_token_is_required_and_names_the_dump() {
     }
     assert!(!files[0].contains(&token));
 }
+
+/// The events of a short call: what `a_traced_call_becomes_one_valid_dump_with_acks` records.
+fn call_events() -> Vec<(&'static str, Value)> {
+    vec![
+        ("createOffer", Value::Null),
+        (
+            "setLocalDescription",
+            Value::parse(r#"{"type":"offer","sdp":"v=0\r\n"}"#).unwrap(),
+        ),
+        (
+            "onicecandidate",
+            Value::parse(r#"{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}"#).unwrap(),
+        ),
+        ("onconnectionstatechange", Value::str("connected")),
+        ("getStats", fixture("chrome-1.json")),
+        ("getStats", fixture("chrome-2.json")),
+        (":app-event", Value::parse(r#"{"note":"custom"}"#).unwrap()),
+        ("close", Value::Null),
+    ]
+}
+
+/// The body of a dump: its lines after the metadata, the collector's close line excluded.
+fn body(dump: &str) -> Vec<&str> {
+    let lines: Vec<&str> = dump.lines().skip(2).collect();
+    lines[..lines.len() - 1].to_vec()
+}
+
+/// A WebSocket client written from RFC 6455 and RFC 7692 with flate2, independent of the
+/// server's WebSocket library: it offers permessage-deflate as a browser does and compresses
+/// every message it sends with what the server agreed to (context takeover, the negotiated
+/// window).
+struct DeflateClient {
+    tcp: tokio::net::TcpStream,
+    deflate: Option<flate2::Compress>,
+    /// Bytes of the data frames sent, headers included.
+    wire_bytes: usize,
+}
+
+struct Handshake {
+    status: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Handshake {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl DeflateClient {
+    async fn connect(server: &Running, query: &str, offer: Option<&str>) -> (DeflateClient, Handshake) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut request = format!(
+            "GET /rtcstats{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: rtcstats#5.0\r\nUser-Agent: rtcroom-deflate-test\r\n",
+            server.addr
+        );
+        if let Some(offer) = offer {
+            request.push_str(&format!("Sec-WebSocket-Extensions: {offer}\r\n"));
+        }
+        request.push_str("\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        // The server sends nothing after its response until we send, so reading up to the blank
+        // line byte by byte never takes a frame's bytes.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.expect("handshake response"));
+        }
+        let head = String::from_utf8(head).unwrap();
+        let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+        let status = lines.next().unwrap().to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let handshake = Handshake { status, headers };
+        let deflate = handshake
+            .header("sec-websocket-extensions")
+            .filter(|agreed| agreed.starts_with("permessage-deflate"))
+            .map(|agreed| {
+                let bits = agreed
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("client_max_window_bits="))
+                    .find_map(|b| b.parse::<u8>().ok())
+                    .unwrap_or(15);
+                flate2::Compress::new_with_window_bits(flate2::Compression::default(), false, bits)
+            });
+        let client = DeflateClient {
+            tcp,
+            deflate,
+            wire_bytes: 0,
+        };
+        (client, handshake)
+    }
+
+    async fn send_frame(&mut self, first_byte: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mask = rand::random::<[u8; 4]>();
+        let mut frame = vec![first_byte];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&frame).await.unwrap();
+        if first_byte & 0x0f != 0x8 {
+            self.wire_bytes += frame.len();
+        }
+    }
+
+    /// One text message, compressed (RSV1) when permessage-deflate was agreed.
+    async fn send_text(&mut self, text: &str) {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return self.send_frame(0x81, text.as_bytes()).await;
+        };
+        let input = text.as_bytes();
+        let start = deflate.total_in();
+        let mut out = Vec::with_capacity(input.len() + 1024);
+        loop {
+            let consumed = (deflate.total_in() - start) as usize;
+            deflate
+                .compress_vec(&input[consumed..], &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            let done = (deflate.total_in() - start) as usize == input.len();
+            if done && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(4096);
+        }
+        // RFC 7692 §7.2.1: the sync flush's empty stored block is left off.
+        assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+        out.truncate(out.len() - 4);
+        self.send_frame(0x80 | 0x40 | 0x1, &out).await;
+    }
+
+    async fn send_close(&mut self, code: u16) {
+        self.send_frame(0x88, &code.to_be_bytes()).await;
+    }
+
+    /// The next frame from the server: (opcode, payload); None at the end of the stream.
+    async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; 2];
+        self.tcp.read_exact(&mut head).await.ok()?;
+        assert_eq!(head[0] & 0x70, 0, "the collector never compresses what it sends");
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7f {
+            126 => u64::from(self.tcp.read_u16().await.ok()?),
+            127 => self.tcp.read_u64().await.ok()?,
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; len as usize];
+        self.tcp.read_exact(&mut payload).await.ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+}
+
+#[tokio::test]
+async fn permessage_deflate_offers_get_rfc7692_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path())).await.unwrap();
+    for (offer, answer) in [
+        (None, None),
+        // Firefox: the server must not name client_max_window_bits.
+        (
+            Some("permessage-deflate"),
+            Some("permessage-deflate; server_no_context_takeover"),
+        ),
+        // Chromium: the server picks the client's window.
+        (
+            Some("permessage-deflate; client_max_window_bits"),
+            Some("permessage-deflate; client_max_window_bits=12; server_no_context_takeover"),
+        ),
+        (
+            Some("permessage-deflate; client_max_window_bits=10"),
+            Some("permessage-deflate; client_max_window_bits=10; server_no_context_takeover"),
+        ),
+    ] {
+        let (mut client, handshake) = DeflateClient::connect(&server, "", offer).await;
+        assert!(
+            handshake.status.starts_with("HTTP/1.1 101"),
+            "{}",
+            handshake.status
+        );
+        assert_eq!(handshake.header("sec-websocket-protocol"), Some("rtcstats#5.0"));
+        assert_eq!(
+            handshake.header("sec-websocket-extensions"),
+            answer,
+            "offer {offer:?}"
+        );
+        let lines = [
+            format!(
+                "[39,null,{{\"offer\":{}}},{{\"generation\":1,\"socket\":0,\"seq\":0}},1763700000000]",
+                serde_json::to_string(&offer).unwrap()
+            ),
+            format!("[\":note\",null,{{\"text\":\"{}\"}},5]", "abc".repeat(2000)),
+        ];
+        for line in &lines {
+            client.send_text(line).await;
+        }
+        client.send_close(1000).await;
+        // The collector acknowledges both lines, then answers the close.
+        let mut frames = Vec::new();
+        while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), client.recv())
+            .await
+            .unwrap()
+        {
+            frames.push(frame);
+        }
+        let Some(((0x8, close), acks)) = frames.split_last() else {
+            panic!("no close frame: {frames:?}");
+        };
+        assert_eq!(close, &1000u16.to_be_bytes());
+        assert!(acks.iter().all(|(opcode, _)| *opcode == 0x1), "{frames:?}");
+        assert_eq!(
+            acks.last().map(|(_, t)| t.as_slice()),
+            Some(&b"[\"ack\",2]"[..]),
+            "offer {offer:?}: {frames:?}"
+        );
+        if offer.is_some() {
+            assert!(
+                client.wire_bytes < 1000,
+                "{} bytes on the wire",
+                client.wire_bytes
+            );
+        }
+    }
+    server.stop().await.unwrap();
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 4);
+    for file in &files {
+        read_dump(file).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            body(file)[1],
+            format!("[\":note\",null,{{\"text\":\"{}\"}},5]", "abc".repeat(2000))
+        );
+    }
+}
+
+/// Runs the short call of `call_events` through `client` (a compressing one) and returns the
+/// lines the trace sent and the acks it got.
+async fn traced_call_over_deflate(client: &mut DeflateClient) -> (Vec<String>, Vec<String>) {
+    let t0 = 1_763_700_000_000.0;
+    let mut trace = Trace::new(TraceConfig::default());
+    let generation = trace.connect(t0, Value::parse(r#"{"hardwareConcurrency":2}"#).unwrap());
+    let pc = trace.create_pc(generation, t0 + 1.0, &Value::object()).unwrap();
+    let mut time = t0 + 2.0;
+    for (method, value) in call_events() {
+        time += 100.0;
+        assert!(trace.record(generation, time, method, Some(&pc), value, vec![]));
+    }
+    trace.close(generation, time + 1.0);
+    let (mut sent, mut acks) = (Vec::new(), Vec::new());
+    let mut socket = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the trace never closed: {acks:?}"
+        );
+        while let Some(action) = trace.poll_action() {
+            match action {
+                Action::Open { socket: id, .. } => {
+                    socket = Some(id);
+                    trace.socket_open(id, time + 2.0);
+                }
+                Action::Send { text, .. } => {
+                    client.send_text(&text).await;
+                    sent.push(text);
+                }
+                Action::Close { .. } => {
+                    client.send_close(1000).await;
+                    while let Some((opcode, _)) = client.recv().await {
+                        if opcode == 0x8 {
+                            break;
+                        }
+                    }
+                    return (sent, acks);
+                }
+                Action::Timer { .. } => {}
+            }
+        }
+        if let Ok(Some((0x1, text))) = tokio::time::timeout(Duration::from_millis(500), client.recv()).await {
+            let text = String::from_utf8(text).unwrap();
+            trace.socket_message(socket.unwrap(), time + 3.0, &text);
+            acks.push(text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn compressed_messages_of_a_traced_call_land_in_the_dump_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path())).await.unwrap();
+    let (mut client, handshake) = DeflateClient::connect(
+        &server,
+        "?rtcstats-token=t",
+        Some("permessage-deflate; client_max_window_bits"),
+    )
+    .await;
+    assert_eq!(
+        handshake.header("sec-websocket-extensions"),
+        Some("permessage-deflate; client_max_window_bits=12; server_no_context_takeover")
+    );
+    let (sent, acks) = traced_call_over_deflate(&mut client).await;
+    server.stop().await.unwrap();
+
+    assert_eq!(acks.last().map(String::as_str), Some("[\"ack\",10]"), "{acks:?}");
+    let raw: usize = sent.iter().map(String::len).sum();
+    assert!(
+        client.wire_bytes * 2 < raw,
+        "{} bytes on the wire for {raw} bytes of messages",
+        client.wire_bytes
+    );
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        body(&files[0]),
+        sent,
+        "the dump holds exactly what the trace sent"
+    );
+    let dump = read_dump(&files[0]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(dump.events.len(), 10);
+    assert_eq!(dump.close_code, 1000.0);
+    assert_eq!(
+        dump.metadata.get("userAgent").and_then(Value::as_str),
+        Some("rtcroom-deflate-test")
+    );
+    assert_eq!(
+        dump.metadata.get("url").and_then(Value::as_str),
+        Some("/rtcstats?rtcstats-token=obfuscated")
+    );
+}
+
+#[tokio::test]
+async fn a_client_close_gets_an_ack_for_every_line_before_the_close_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path())).await.unwrap();
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(
+        "[39,null,{},{\"generation\":1,\"socket\":0,\"seq\":0},1763700000000]",
+    ))
+    .await
+    .unwrap();
+    for i in 0..20 {
+        ws.send(Message::text(format!("[\":note\",null,{{\"i\":{i}}},1]")))
+            .await
+            .unwrap();
+    }
+    // Closes at once: the lines are written but the 250 ms ack timer has not fired.
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    let mut frames = Vec::new();
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        frames.push(frame);
+    }
+    server.stop().await.unwrap();
+    let Some((Message::Close(Some(close)), acks)) = frames.split_last() else {
+        panic!("no close frame: {frames:?}");
+    };
+    assert_eq!(close.code, CloseCode::Normal);
+    assert_eq!(acks.last(), Some(&Message::text("[\"ack\",21]")), "{frames:?}");
+    let files = dumps(dir.path());
+    assert_eq!(body(&files[0]).len(), 21);
+}
+
+/// The trace's shell for one socket on a tungstenite client: carries out the trace's actions
+/// and feeds the collector's acks back, until `until` says stop or the server closes.
+struct Shell {
+    trace: Trace,
+    generation: u32,
+    time: f64,
+    socket: Option<(
+        u32,
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    )>,
+    /// Lines sent on the current socket.
+    sent: u64,
+    /// Text frames received on the current socket, in order.
+    received: Vec<String>,
+}
+
+impl Shell {
+    /// Carries out pending actions on `server` (Open connects there). Returns true on Close.
+    async fn act(&mut self, server: &Running) -> bool {
+        while let Some(action) = self.trace.poll_action() {
+            self.time += 1.0;
+            match action {
+                Action::Open { socket, .. } => {
+                    self.socket = Some((socket, connect(server, "").await));
+                    self.sent = 0;
+                    self.received.clear();
+                    self.trace.socket_open(socket, self.time);
+                }
+                Action::Send { text, .. } => {
+                    let (_, ws) = self.socket.as_mut().unwrap();
+                    ws.send(Message::text(text)).await.unwrap();
+                    self.sent += 1;
+                }
+                Action::Close { .. } => {
+                    let (_, ws) = self.socket.as_mut().unwrap();
+                    let normal = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    };
+                    ws.close(Some(normal)).await.unwrap();
+                    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+                    {
+                    }
+                    self.socket = None;
+                    return true;
+                }
+                Action::Timer { .. } => {}
+            }
+        }
+        false
+    }
+
+    /// Reads one frame (bounded): an ack goes to the trace, a close ends the socket. Returns
+    /// the close code when the server closed.
+    async fn read(&mut self) -> Option<CloseCode> {
+        let (socket, ws) = self.socket.as_mut()?;
+        self.time += 1.0;
+        match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                self.received.push(text.to_string());
+                self.trace.socket_message(*socket, self.time, text.as_str());
+                None
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let socket = *socket;
+                while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
+                self.socket = None;
+                self.trace.socket_closed(socket, self.time);
+                Some(frame.map_or(CloseCode::Status, |f| f.code))
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&mut self, method: &str, value: Value) {
+        self.time += 10.0;
+        let generation = self.generation;
+        assert!(self
+            .trace
+            .record(generation, self.time, method, Some("PC_0"), value, vec![]));
+    }
+
+    /// Reads until the collector has acknowledged every line sent on this socket.
+    async fn until_all_acked(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.received.last() != Some(&format!("[\"ack\",{}]", self.sent)) {
+            assert!(tokio::time::Instant::now() < deadline, "acks {:?}", self.received);
+            assert!(self.read().await.is_none());
+        }
+    }
+}
+
+fn run_dump_tool(args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rtcroom-dump"))
+        .args(args)
+        .output()
+        .expect("run rtcroom-dump");
+    let lines = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (output.status.code(), lines)
+}
+
+#[tokio::test]
+async fn a_server_restart_acks_every_written_line_so_no_line_is_duplicated_across_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Running::start(config(dir.path())).await.unwrap();
+    let t0 = 1_763_700_000_000.0;
+    let mut trace = Trace::new(TraceConfig::default());
+    let generation = trace.connect(t0, Value::object());
+    assert_eq!(
+        trace.create_pc(generation, t0, &Value::object()).as_deref(),
+        Some("PC_0")
+    );
+    let mut shell = Shell {
+        trace,
+        generation,
+        time: t0,
+        socket: None,
+        sent: 0,
+        received: Vec::new(),
+    };
+    for (method, value) in call_events().into_iter().take(4) {
+        shell.record(method, value);
+    }
+    shell.act(&first).await;
+    shell.until_all_acked().await;
+    // An ack just arrived, so the next periodic one is ~250 ms away: these lines are written
+    // but not yet acknowledged when the server stops.
+    for i in 0..6 {
+        shell.record(":note", Value::Number(f64::from(i)));
+    }
+    shell.act(&first).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(first.stop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no close frame");
+        if let Some(code) = shell.read().await {
+            break code;
+        }
+    };
+    assert_eq!(code, CloseCode::Away);
+    assert_eq!(
+        shell.received.last(),
+        Some(&format!("[\"ack\",{}]", shell.sent)),
+        "every line sent before the close frame is acknowledged: {:?}",
+        shell.received
+    );
+    stopping.await.unwrap().unwrap();
+
+    // The SDK reconnects to the restarted server and goes on.
+    let second = Running::start(config(dir.path())).await.unwrap();
+    shell.time += 1000.0;
+    shell.trace.timer(generation, shell.time);
+    shell.act(&second).await;
+    for (method, value) in call_events().into_iter().skip(4) {
+        shell.record(method, value);
+    }
+    shell.trace.close(generation, shell.time);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !shell.act(&second).await {
+        assert!(tokio::time::Instant::now() < deadline);
+        shell.read().await;
+    }
+    second.stop().await.unwrap();
+
+    // 1 pc create + 4 + 6 + 4 records: seq 0..=14, each in exactly one dump.
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2);
+    let mut args = vec!["--events"];
+    args.extend(files.iter().map(String::as_str));
+    let (status, summaries) = run_dump_tool(&args);
+    assert_eq!(status, Some(0), "{summaries:?}");
+    let mut summaries: Vec<_> = summaries.into_iter().collect();
+    summaries.sort_by_key(|s| s["firstSeq"].as_u64());
+    let (a, b) = (&summaries[0], &summaries[1]);
+    assert_eq!(
+        (a["closeCode"].as_u64(), b["closeCode"].as_u64()),
+        (Some(1001), Some(1000))
+    );
+    assert_eq!((a["socket"].as_u64(), b["socket"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(a["firstSeq"].as_u64(), Some(0));
+    assert_eq!(
+        b["firstSeq"].as_u64(),
+        Some(11),
+        "nothing acknowledged is sent again"
+    );
+    // The second socket's first PC_0 event is preceded by a `:resume` marker (no seq).
+    assert_eq!(b["list"][0], serde_json::json!([null, ":resume", "PC_0"]));
+    let seqs: Vec<u64> = summaries
+        .iter()
+        .flat_map(|s| s["list"].as_array().unwrap().iter())
+        .filter_map(|e| e[0].as_u64())
+        .collect();
+    assert_eq!(seqs, (0..15).collect::<Vec<_>>(), "{summaries:?}");
+}
+
+#[tokio::test]
+async fn rtcroom_dump_summarizes_a_dump_and_rejects_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps_dir = dir.path().join("dumps");
+    let server = Running::start(config(&dumps_dir)).await.unwrap();
+    let (mut client, _) =
+        DeflateClient::connect(&server, "", Some("permessage-deflate; client_max_window_bits")).await;
+    traced_call_over_deflate(&mut client).await;
+    server.stop().await.unwrap();
+    let dump = std::fs::read_dir(&dumps_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dump = dump.display().to_string();
+    let start_time = read_dump(&std::fs::read_to_string(&dump).unwrap())
+        .unwrap()
+        .metadata
+        .get("startTime")
+        .and_then(Value::as_f64)
+        .unwrap();
+
+    let (status, mut lines) = run_dump_tool(&["--events", &dump]);
+    assert_eq!(status, Some(0));
+    let start = lines[0].as_object_mut().unwrap().remove("startTime");
+    assert_eq!(start.and_then(|s| s.as_f64()), Some(start_time));
+    assert_eq!(
+        lines,
+        [serde_json::json!({
+            "file": dump, "ok": true, "generation": 1, "socket": 0, "firstSeq": 0, "events": 10,
+            "methods": {"create": 2, "createOffer": 1, "setLocalDescription": 1, "onicecandidate": 1,
+                        "onconnectionstatechange": 1, "getStats": 2, ":app-event": 1, "close": 1},
+            "pcs": {"PC_0": {"create": 1, "createOffer": 1, "setLocalDescription": 1, "onicecandidate": 1,
+                             "onconnectionstatechange": 1, "getStats": 2, ":app-event": 1, "close": 1}},
+            "getStats": {"PC_0": 2},
+            "closeCode": 1000,
+            "traceId": null,
+            "custom": [[":app-event", {"note": "custom"}]],
+            "list": [[0, "create", "PC_0"], [1, "createOffer", "PC_0"], [2, "setLocalDescription", "PC_0"],
+                     [3, "onicecandidate", "PC_0"], [4, "onconnectionstatechange", "PC_0"],
+                     [5, "getStats", "PC_0"], [6, "getStats", "PC_0"], [7, ":app-event", "PC_0"],
+                     [8, "close", "PC_0"]],
+        })]
+    );
+    // Without --events there is no list.
+    let (status, lines) = run_dump_tool(&[&dump]);
+    assert_eq!(status, Some(0));
+    assert!(lines[0].get("list").is_none());
+
+    // A dump cut before its close line, a line of garbage, a file that is not there: each is
+    // reported, the good file still is, and the exit code says not every file is ok.
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let cut = dir.path().join("cut.rtcstats");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    std::fs::write(&cut, lines.join("\n") + "\n").unwrap();
+    let garbage = dir.path().join("garbage.rtcstats");
+    let mut broken: Vec<&str> = text.lines().collect();
+    broken[3] = "[\"createOffer\",\"PC_0\",";
+    std::fs::write(&garbage, broken.join("\n") + "\n").unwrap();
+    let binary = dir.path().join("binary.rtcstats");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x01]).unwrap();
+    let missing = dir.path().join("missing.rtcstats");
+    let paths: Vec<String> = [&cut, &garbage, &binary, &missing]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let (status, lines) = run_dump_tool(&[&paths[0], &paths[1], &dump, &paths[2], &paths[3]]);
+    assert_eq!(status, Some(1));
+    assert_eq!(lines.len(), 5);
+    for (line, file) in [
+        (&lines[0], &paths[0]),
+        (&lines[1], &paths[1]),
+        (&lines[3], &paths[2]),
+        (&lines[4], &paths[3]),
+    ] {
+        assert_eq!(line["file"], file.as_str());
+        assert_eq!(line["ok"], false, "{line}");
+        assert!(line["reason"].as_str().is_some_and(|r| !r.is_empty()), "{line}");
+    }
+    assert_eq!(
+        lines[0]["line"], 12,
+        "the last line is not the close line: {}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["line"], 4, "{}", lines[1]);
+    assert_eq!(
+        (lines[3]["line"].as_u64(), lines[4]["line"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(lines[2]["ok"], true);
+}
+
+#[tokio::test]
+async fn oversized_messages_are_counted_and_inflating_past_twice_the_limit_closes_with_1009() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rtcstats_max_frame_bytes = 1000;
+    let server = Running::start(cfg).await.unwrap();
+    let (mut client, _) = DeflateClient::connect(&server, "", Some("permessage-deflate")).await;
+    client
+        .send_text("[39,null,{},{\"generation\":1,\"socket\":0,\"seq\":0},1763700000000]")
+        .await;
+    // Over the limit but under twice it: counted, not written.
+    client
+        .send_text(&format!("[\":note\",null,\"{}\",1]", "x".repeat(1500)))
+        .await;
+    // A few dozen bytes on the wire that inflate past twice the limit.
+    client
+        .send_text(&format!("[\":note\",null,\"{}\",1]", "x".repeat(100_000)))
+        .await;
+    assert!(client.wire_bytes < 500, "{}", client.wire_bytes);
+    let mut close = None;
+    while let Some((opcode, payload)) = tokio::time::timeout(Duration::from_secs(5), client.recv())
+        .await
+        .unwrap()
+    {
+        if opcode == 0x8 {
+            close = Some(u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+    assert_eq!(close, Some(1009));
+    server.stop().await.unwrap();
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 1);
+    let dump = read_dump(&files[0]).unwrap();
+    assert_eq!(dump.events.len(), 1);
+    assert_eq!(dump.close_code, 1009.0);
+    assert!(
+        files[0].trim_end().ends_with(",{\"malformed\":1}]"),
+        "{}",
+        files[0]
+    );
+}

@@ -241,6 +241,13 @@ impl Trace {
         id
     }
 
+    /// Stops treating the current generation as current without closing it, so the next
+    /// [`Trace::connect`] leaves it open: its owner is still recording its last events (final
+    /// getStats of a call being closed) and will [`Trace::close`] it.
+    pub fn detach_current(&mut self) {
+        self.current = None;
+    }
+
     /// Ends a generation: no more records; what is held is delivered within the close grace
     /// period, then its socket is closed. A stale or repeated close is a no-op.
     pub fn close(&mut self, generation: u32, now: f64) {

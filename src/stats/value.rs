@@ -218,7 +218,11 @@ pub fn write_number(out: &mut String, n: f64) {
 /// wasm carries no float formatter.
 #[cfg(target_arch = "wasm32")]
 fn write_fraction(out: &mut String, n: f64) {
-    if let Some(text) = js_sys::Number::from(n).to_string(10).ok().and_then(|s| s.as_string()) {
+    if let Some(text) = js_sys::Number::from(n)
+        .to_string_with_radix(10)
+        .ok()
+        .and_then(|s| s.as_string())
+    {
         out.push_str(&text);
     }
 }

@@ -61,9 +61,20 @@ pub(super) fn summary_value(summary: &Summary) -> JsValue {
     ])
 }
 
-/// A getStats result as a plain stats value (report id → report).
+/// How long a getStats may take before it counts as failed: Firefox never settles one
+/// started just before `close()`.
+const GET_STATS_TIMEOUT_MS: i32 = 1000;
+
+/// A getStats result as a plain stats value (report id → report); an error after
+/// [`GET_STATS_TIMEOUT_MS`].
 pub(super) async fn get_stats(promise: Promise) -> Result<Value, JsValue> {
-    let report = JsFuture::from(promise).await?;
+    let timeout = Promise::new(&mut |_, reject| {
+        if let Some(window) = web_sys::window() {
+            let _ =
+                window.set_timeout_with_callback_and_timeout_and_arguments_0(&reject, GET_STATS_TIMEOUT_MS);
+        }
+    });
+    let report = JsFuture::from(Promise::race(&Array::of2(&promise, &timeout))).await?;
     Ok(stats_value(&Object::from_entries(&report)?.into()))
 }
 
@@ -97,6 +108,9 @@ struct Watched {
     timer: Option<Timeout>,
     /// The previous sample, for rates in the summary.
     last: Option<Value>,
+    /// The final getStats started just before the native `close()`; `close` is recorded
+    /// after it.
+    closing: Option<Promise>,
 }
 
 struct Inner {
@@ -114,6 +128,9 @@ struct Inner {
     open_waiters: Vec<(u32, Function, Function)>,
     /// `close()` Promises waiting for their generation to finish.
     close_waiters: Vec<(u32, Function)>,
+    /// Generations whose `close()` is taking their final getStats: they still accept records
+    /// even once a newer generation is current.
+    ending: Vec<u32>,
     outbox: Outbox,
     weak: Weak<RefCell<Inner>>,
 }
@@ -127,7 +144,9 @@ impl Shell for Inner {
         self.urls.retain(|(g, _)| trace.is_live(*g));
         self.timers.retain(|(g, _)| trace.is_live(*g));
         let current = trace.current_generation();
-        self.watched.retain(|w| Some(w.generation) == current);
+        let ending = &self.ending;
+        self.watched
+            .retain(|w| Some(w.generation) == current || ending.contains(&w.generation));
         for (generation, resolve) in std::mem::take(&mut self.close_waiters) {
             if self.trace.is_live(generation) {
                 self.close_waiters.push((generation, resolve));
@@ -290,38 +309,32 @@ impl Inner {
         };
         if w.poll.on_timer(now()) {
             let pc = w.pc.clone();
-            self.sample(generation, pc_id, &pc, None, false);
+            self.sample(generation, pc_id, &pc, None);
         }
         self.schedule_poll(generation, pc_id);
     }
 
-    /// Starts a getStats now; the result is recorded (and summarized) when it arrives, then
-    /// the pc's `close` if `then_close`.
-    fn sample(
-        &self,
-        generation: u32,
-        pc_id: &str,
-        pc: &RtcPeerConnection,
-        reason: Option<String>,
-        then_close: bool,
-    ) {
+    /// Starts a getStats now; the result is recorded (and summarized) when it arrives.
+    fn sample(&self, generation: u32, pc_id: &str, pc: &RtcPeerConnection, reason: Option<String>) {
         let (weak, pc_id, promise) = (self.weak.clone(), pc_id.to_string(), pc.get_stats());
         spawn_local(async move {
             let result = get_stats(promise).await;
             with(&weak, |inner| {
-                inner.sampled(generation, &pc_id, result.ok(), reason, then_close)
+                inner.sampled(generation, &pc_id, result.ok(), reason)
             });
         });
     }
 
-    fn sampled(
-        &mut self,
-        generation: u32,
-        pc_id: &str,
-        report: Option<Value>,
-        reason: Option<String>,
-        then_close: bool,
-    ) {
+    /// The final getStats of a closing pc arrived (or failed): record it, then `close`. Runs
+    /// once, whichever of the pc's own task and a trace `close()` gets here first.
+    fn closed_sample(&mut self, generation: u32, pc_id: &str, report: Option<Value>) {
+        if self.find(generation, pc_id).is_some_and(|w| w.closing.is_some()) {
+            self.sampled(generation, pc_id, report, Some("close".into()));
+            self.record_close(generation, pc_id);
+        }
+    }
+
+    fn sampled(&mut self, generation: u32, pc_id: &str, report: Option<Value>, reason: Option<String>) {
         if let Some(report) = report {
             let extra = reason.map(Value::String).into_iter().collect();
             let time = now();
@@ -340,9 +353,6 @@ impl Inner {
                     .call(&self.emit, ["stats".into(), detail, JsValue::UNDEFINED]);
             }
         }
-        if then_close {
-            self.record_close(generation, pc_id);
-        }
     }
 
     fn record_close(&mut self, generation: u32, pc_id: &str) {
@@ -352,25 +362,33 @@ impl Inner {
             .retain(|w| !(w.generation == generation && w.pc_id == pc_id));
     }
 
-    /// The final getStats of every traced pc of `generation` that has not had it, started now.
-    fn final_samples(&mut self, generation: u32) -> Vec<(String, Promise)> {
+    /// The final getStats of every traced pc of `generation`: started now for those that have
+    /// not had it, and those of closing pcs still in flight (`true`).
+    fn final_samples(&mut self, generation: u32) -> Vec<(String, Promise, bool)> {
         self.watched
             .iter_mut()
             .filter(|w| w.generation == generation)
             .filter_map(|w| {
                 w.timer = None;
-                w.poll.before_close().then(|| (w.pc_id.clone(), w.pc.get_stats()))
+                match &w.closing {
+                    Some(promise) => Some((w.pc_id.clone(), promise.clone(), true)),
+                    None => w
+                        .poll
+                        .before_close()
+                        .then(|| (w.pc_id.clone(), w.pc.get_stats(), false)),
+                }
             })
             .collect()
     }
 }
 
-/// Awaits final samples started by [`Inner::final_samples`] and records them.
-async fn record_final(weak: Weak<RefCell<Inner>>, generation: u32, samples: Vec<(String, Promise)>) {
-    for (pc_id, promise) in samples {
+/// Awaits final samples from [`Inner::final_samples`] and records them.
+async fn record_final(weak: Weak<RefCell<Inner>>, generation: u32, samples: Vec<(String, Promise, bool)>) {
+    for (pc_id, promise, closing) in samples {
         let report = get_stats(promise).await.ok();
-        with(&weak, |inner| {
-            inner.sampled(generation, &pc_id, report, Some("close".into()), false)
+        with(&weak, |inner| match closing {
+            true => inner.closed_sample(generation, &pc_id, report),
+            false => inner.sampled(generation, &pc_id, report, Some("close".into())),
         });
     }
 }
@@ -421,6 +439,7 @@ impl StatsTraceCore {
                 watched: Vec::new(),
                 open_waiters: Vec::new(),
                 close_waiters: Vec::new(),
+                ending: Vec::new(),
                 outbox: Outbox::default(),
                 weak: weak.clone(),
             })
@@ -439,6 +458,13 @@ impl StatsTraceCore {
     pub fn connect(&self, url: String, client_info: JsValue, opened: Function, failed: Function) -> u32 {
         let mut generation = 0;
         with(&self.weak(), |inner| {
+            if inner
+                .trace
+                .current_generation()
+                .is_some_and(|g| inner.ending.contains(&g))
+            {
+                inner.trace.detach_current();
+            }
             generation = inner.trace.connect(now(), stats_value(&client_info));
             inner.urls.push((generation, url));
             inner.open_waiters.push((generation, opened, failed));
@@ -458,13 +484,18 @@ impl StatsTraceCore {
     /// close touches nothing else.
     pub fn close(&self, generation: u32) -> Promise {
         let weak = self.weak();
+        let mut samples = Vec::new();
+        with(&weak, |inner| {
+            samples = inner.final_samples(generation);
+            inner.ending.push(generation);
+        });
         future_to_promise(async move {
-            let mut samples = Vec::new();
-            with(&weak, |inner| samples = inner.final_samples(generation));
             record_final(weak.clone(), generation, samples).await;
             let mut waiter = None;
             let done = Promise::new(&mut |resolve, _| waiter = Some(resolve));
             with(&weak, |inner| {
+                inner.ending.retain(|g| *g != generation);
+                inner.watched.retain(|w| w.generation != generation);
                 inner.trace.close(generation, now());
                 if let Some(resolve) = waiter {
                     inner.close_waiters.push((generation, resolve));
@@ -503,6 +534,7 @@ impl StatsTraceCore {
                     poll: PollSchedule::new(inner.interval_ms),
                     timer: None,
                     last: None,
+                    closing: None,
                 });
             }
         });
@@ -539,7 +571,7 @@ impl StatsTraceCore {
             };
             if let Some(reason) = w.poll.on_connection_state(&state, now()) {
                 let pc = w.pc.clone();
-                inner.sample(generation, &pc_id, &pc, Some(reason), false);
+                inner.sample(generation, &pc_id, &pc, Some(reason));
             }
             inner.schedule_poll(generation, &pc_id);
         });
@@ -555,12 +587,19 @@ impl StatsTraceCore {
                 return;
             };
             w.timer = None;
-            if w.poll.before_close() {
-                let pc = w.pc.clone();
-                inner.sample(generation, pc_id, &pc, Some("close".into()), true);
-            } else {
-                inner.record_close(generation, pc_id);
+            if w.closing.is_some() {
+                return;
             }
+            if !w.poll.before_close() {
+                return inner.record_close(generation, pc_id);
+            }
+            let promise = w.pc.get_stats();
+            w.closing = Some(promise.clone());
+            let (weak, pc_id) = (inner.weak.clone(), pc_id.to_string());
+            spawn_local(async move {
+                let report = get_stats(promise).await.ok();
+                with(&weak, |inner| inner.closed_sample(generation, &pc_id, report));
+            });
         });
     }
 }

@@ -1,0 +1,197 @@
+// Stats tracing end to end: real browsers trace real calls to the real collector; the dumps are
+// read back by `rtcroom-dump` (the SDK's Rust dump reader: decompresses every getStats and
+// checks the invariants: one absolute time, non-decreasing times, pcs created before use).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { BROWSERS, ROOT, launch, startServer } from './harness.mjs';
+import { installPageHelpers, roomName } from './page.mjs';
+
+const DUMP_BIN = join(dirname(process.env.RTCROOM_SERVER_BIN ?? join(ROOT, 'target/debug/rtcroom-server')), 'rtcroom-dump');
+
+/** Reads every dump in `dir` with rtcroom-dump; each entry is its JSON report. */
+async function readDumps(dir) {
+  const files = readdirSync(dir).map((f) => join(dir, f));
+  if (files.length === 0) return [];
+  const { stdout } = await promisify(execFile)(DUMP_BIN, ['--events', ...files], { maxBuffer: 64 << 20 })
+    .catch((err) => ({ stdout: err.stdout })); // exit 1 = some dump invalid: the reports say which
+  return stdout.trim().split('\n').map((line) => JSON.parse(line));
+}
+
+let dumpsDir;
+let server;
+before(async () => {
+  dumpsDir = mkdtempSync(join(tmpdir(), 'rtcroom-dumps-'));
+  server = await startServer(['--dumps-dir', dumpsDir]);
+});
+after(async () => {
+  await server.stop();
+  rmSync(dumpsDir, { recursive: true, force: true });
+});
+
+async function withPage(name, fn, url = server.url) {
+  const browser = await launch(name);
+  try {
+    const page = await browser.newPage();
+    page.on('pageerror', (err) => console.error(`[${name} pageerror]`, err));
+    await page.goto(`${url}/`);
+    await installPageHelpers(page);
+    return await fn(page);
+  } finally {
+    await browser.close();
+  }
+}
+
+function clearDumps() {
+  for (const f of readdirSync(dumpsDir)) rmSync(join(dumpsDir, f));
+}
+
+/** Count of `method` events of one pc in a dump report. */
+const count = (dump, pc, method) => dump.pcs?.[pc]?.[method] ?? 0;
+
+for (const name of BROWSERS) {
+  test(`${name}: a two-peer call with stats on leaves two valid dumps with the whole call`, async () => {
+    clearDumps();
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { pair, waitFor } = window.rt;
+      const stats = { url: `${location.origin.replace('http', 'ws')}/rtcstats` };
+      const { a, b } = await pair(room, { stats }, { stats });
+      const samples = [];
+      a.s.peer(b.s.localPeerId).on('stats', (s) => samples.push(s));
+      await waitFor('two stats events', () => samples.length >= 2, 10000);
+      await a.s.leave();
+      await b.s.leave();
+      return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors] };
+    }, roomName('stats')));
+    assert.deepEqual(result.errors, []);
+    const last = result.samples.at(-1);
+    assert.equal(last.localCandidateType, 'host');
+    assert.ok(last.rttMs >= 0, `rtt ${last.rttMs}`);
+    assert.ok(last.video.inboundFps > 0, `fps ${JSON.stringify(last.video)}`);
+
+    const dumps = await readDumps(dumpsDir);
+    assert.equal(dumps.length, 2, JSON.stringify(dumps.map((d) => d.reason ?? d.events)));
+    for (const dump of dumps) {
+      assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+      assert.equal(dump.socket, 0);
+      assert.equal(dump.firstSeq, 0);
+      assert.equal(dump.closeCode, 1000, 'the SDK closes its trace normally');
+      const methods = dump.list.map(([, method, pc]) => `${pc}:${method}`);
+      const first = (m) => methods.indexOf(`PC_0:${m}`);
+      assert.equal(first('create'), 0, 'the pc is created first');
+      assert.ok(first('addTrack') > 0, 'tracks are added');
+      // The offerer sees setLocalDescriptionOnSuccess with an offer, the answerer
+      // setRemoteDescription with one; both exchange candidates and reach connected.
+      const descriptions = dump.list.filter(([, m]) => m === 'setLocalDescriptionOnSuccess' || m === 'setRemoteDescription');
+      assert.ok(descriptions.length >= 2, `descriptions: ${descriptions.length}`);
+      assert.ok(count(dump, 'PC_0', 'onicecandidate') > 0, 'local candidates');
+      assert.ok(count(dump, 'PC_0', 'addIceCandidate') > 0, 'remote candidates');
+      assert.ok(count(dump, 'PC_0', 'onconnectionstatechange') >= 2, 'connecting, connected');
+      assert.ok(count(dump, 'PC_0', 'getStats') >= 2, `getStats: ${count(dump, 'PC_0', 'getStats')}`);
+      // The final getStats, then the close, end the pc.
+      assert.deepEqual(methods.slice(-2), ['PC_0:getStats', 'PC_0:close']);
+      assert.ok(first('getStats') > first('onconnectionstatechange'), 'getStats is never the first event');
+    }
+  });
+}
+
+test('chromium: 200 rapid connect/close cycles with random awaits: every dump valid and only its own call in it', async () => {
+  clearDumps();
+  const cycles = 200;
+  const result = await withPage('chromium', (page) => page.evaluate(async (cycles) => {
+    const { sdk } = window.rt;
+    const url = `${location.origin.replace('http', 'ws')}/rtcstats`;
+    const trace = new sdk.StatsTrace({ closeGraceMs: 3000 });
+    const pause = () => new Promise((r) => setTimeout(r, Math.random() * 8));
+    const closes = [];
+    const generations = [];
+    for (let i = 0; i < cycles; i += 1) {
+      const opened = trace.connect(url);
+      // Sometimes trace before the socket is open, sometimes after.
+      if (Math.random() < 0.5) await opened.catch(() => {});
+      const generation = trace.generation;
+      generations.push(generation);
+      trace.event('cycle', { i, generation });
+      const pc = new RTCPeerConnection();
+      trace.trace(pc);
+      pc.createDataChannel(`c${i}`);
+      if (Math.random() < 0.5) await pause();
+      trace.event('cycle-end', { i, generation });
+      pc.close();
+      // A stale close of an older generation must not touch this one.
+      if (i > 0 && Math.random() < 0.3) closes.push(trace.close(generations[i - 1]));
+      const closing = trace.close(generation);
+      if (Math.random() < 0.5) await closing; else closes.push(closing);
+    }
+    const counters = await Promise.all(closes);
+    return { generations, lost: counters.filter((c) => c && c.lostAtClose > 0).length };
+  }, cycles));
+  assert.equal(new Set(result.generations).size, cycles, 'a generation per connect');
+  assert.equal(result.lost, 0);
+  const dumps = await readDumps(dumpsDir);
+  assert.equal(dumps.length, cycles);
+  for (const dump of dumps) {
+    assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+    // Every event of the dump is of its own generation, in order, nothing else.
+    const custom = dump.custom.map(([method, value]) => [method, value.generation]);
+    assert.deepEqual(custom, [[':cycle', dump.generation], [':cycle-end', dump.generation]], dump.file);
+    assert.equal(count(dump, 'PC_0', 'create'), 1);
+    assert.equal(count(dump, 'PC_0', 'createDataChannel'), 1);
+    assert.equal(count(dump, 'PC_0', 'close'), 1);
+    assert.equal(Object.keys(dump.pcs).length, 1, 'one pc per call');
+  }
+});
+
+test('chromium: the collector restarts mid-call: the trace reconnects, nothing is missing or duplicated across the dumps', async () => {
+  clearDumps();
+  const port = Number(new URL(server.url).port);
+  const restart = async () => {
+    await server.stop();
+    server = await startServer(['--dumps-dir', dumpsDir, '--port', String(port)]);
+  };
+  const browser = await launch('chromium');
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await installPageHelpers(page);
+    await page.evaluate(async (room) => {
+      const stats = { url: `${location.origin.replace('http', 'ws')}/rtcstats`, backoffInitialMs: 200 };
+      const { a, b } = await window.rt.pair(room, { stats }, { stats });
+      window.call = { a, b };
+      await new Promise((r) => setTimeout(r, 1500));
+    }, roomName('cut'));
+    await restart();
+    const result = await page.evaluate(async () => {
+      const { a, b } = window.call;
+      // The call goes on (media is peer to peer); the trace reconnects and keeps recording.
+      await new Promise((r) => setTimeout(r, 2500));
+      await a.s.leave();
+      await b.s.leave();
+      return { errors: [...a.log.errors, ...b.log.errors] };
+    });
+    assert.deepEqual(result.errors.filter((e) => !e.startsWith('signaling')), []);
+  } finally {
+    await browser.close();
+  }
+  const dumps = await readDumps(dumpsDir);
+  for (const dump of dumps) assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+  // Two clients, each with a dump before and one after the restart.
+  const byClient = new Map();
+  for (const d of dumps) byClient.set(d.traceId, [...(byClient.get(d.traceId) ?? []), d]);
+  assert.equal(dumps.length, 4, JSON.stringify(dumps.map((d) => [d.traceId, d.socket, d.firstSeq, d.events])));
+  assert.equal(byClient.size, 2);
+  for (const parts of byClient.values()) {
+    parts.sort((x, y) => x.socket - y.socket);
+    assert.deepEqual(parts.map((d) => d.socket), [0, 1]);
+    assert.equal(parts[0].closeCode, 1001, 'the first dump ends with the server going away');
+    const seqs = parts.flatMap((d) => d.list.filter(([seq]) => seq !== null).map(([seq]) => seq));
+    assert.equal(new Set(seqs).size, seqs.length, 'no event twice');
+    assert.deepEqual(seqs, [...Array(seqs.length).keys()], 'no event missing');
+    assert.ok(parts[1].pcs.PC_0.getStats > 0, 'stats go on after the reconnect');
+    assert.equal(parts[1].pcs.PC_0.close, 1);
+  }
+});
