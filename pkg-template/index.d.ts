@@ -85,6 +85,8 @@ export interface TraceCounters {
 
 export interface StatsTraceEvents {
   'stats': { generation: number; pcId: string; peerConnection: RTCPeerConnection; summary: PeerStats };
+  /** `unauthorized`: the collector refused the token (close 1008); that generation ends. */
+  'error': RtcroomError;
 }
 
 /**

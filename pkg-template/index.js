@@ -301,7 +301,8 @@ function instrument(core, generation, pc, configuration) {
  * Traces calls to an rtcstats collector (`rtcroom-server`'s `/rtcstats`, or rtcstats-server)
  * in the rtcstats dump format, fileFormat 3. One `connect()` per call: each starts a new
  * generation (a new dump), and nothing of an older generation ever reaches a newer one.
- * Events: `stats` `{ generation, pcId, peerConnection, summary }` after every getStats sample.
+ * Events: `stats` `{ generation, pcId, peerConnection, summary }` after every getStats sample;
+ * `error` (`unauthorized`: the collector refused the token; that generation ends).
  */
 export class StatsTrace extends Emitter {
   #options;
@@ -553,6 +554,7 @@ export class RoomSession extends Emitter {
       return;
     }
     this.#trace = new StatsTrace(stats);
+    this.#trace.on('error', (err) => this._emit('error', err));
     this.#trace.on('stats', ({ peerConnection, summary }) => {
       const peer = this.#peers.get(this.#pcPeers.get(peerConnection));
       if (peer) peer._emit('stats', summary);

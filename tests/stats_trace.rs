@@ -216,6 +216,13 @@ impl Sim {
                     self.trace.socket_closed(id, self.now);
                 }
             }
+            Op::Refuse(i) => {
+                let live = self.sockets_in(SockState::Open);
+                if let Some(&id) = live.get(i % live.len().max(1)) {
+                    self.sockets.get_mut(&id).unwrap().state = SockState::Closed;
+                    self.trace.socket_refused(id, self.now);
+                }
+            }
             Op::Ack(i) => {
                 let open = self.sockets_in(SockState::Open);
                 if let Some(&id) = open.get(i % open.len().max(1)) {
@@ -463,6 +470,7 @@ enum Op {
     ConnectKeepingPrevious,
     DetachedEvent(usize),
     Close(usize),
+    Refuse(usize),
     CreatePc,
     Event { pc: Option<usize>, back: u8 },
     Stats(usize),
@@ -487,6 +495,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StaleEvent),
         4 => any::<usize>().prop_map(Op::Open),
         2 => any::<usize>().prop_map(Op::Drop),
+        1 => any::<usize>().prop_map(Op::Refuse),
         3 => any::<usize>().prop_map(Op::Ack),
         2 => any::<usize>().prop_map(Op::Drain),
         1 => any::<usize>().prop_map(Op::Garbage),

@@ -182,6 +182,7 @@ class Tile {
       peer.on('metadata-updated', ({ metadata }) => this.setName(displayName(peer, metadata))),
       peer.on('stream-added', ({ stream, role }) => this.addStream(stream, role)),
       peer.on('stream-removed', ({ stream }) => this.removeStream(stream)),
+      peer.on('stats', (stats) => this.setQuality(stats)),
     ];
     for (const { stream, role } of peer.streams()) this.addStream(stream, role);
     this.updateVideoState();
@@ -201,6 +202,21 @@ class Tile {
     badge.textContent = PEER_STATE_TEXT[state] ?? state;
     this.el.querySelector('.restart').hidden = state !== 'failed';
     this.el.setAttribute('aria-label', `${this.el.dataset.name ?? ''} (${state})`);
+  }
+
+  /** One line a user can read: path, round trip, received video and total receive rate. */
+  setQuality(s) {
+    const el = this.el.querySelector('.quality');
+    const kbps = ((s.audio.inboundBitrateBps ?? 0) + (s.video.inboundBitrateBps ?? 0)) / 1000;
+    const parts = [
+      s.remoteCandidateType === 'relay' || s.localCandidateType === 'relay' ? 'relayed' : 'direct',
+      s.rttMs != null ? `${Math.round(s.rttMs)} ms` : null,
+      s.video.inboundFps != null ? `${Math.round(s.video.inboundFps)} fps` : null,
+      kbps > 0 ? `${Math.round(kbps)} kbps` : null,
+    ];
+    el.textContent = parts.filter(Boolean).join(' · ');
+    el.title = 'connection path · round trip · received frame rate · received bitrate';
+    el.hidden = false;
   }
 
   addStream(stream, role) {
@@ -329,7 +345,9 @@ async function joinRoom(room, name) {
   ui.joinButton.disabled = true;
   ui.joinButton.textContent = 'Joining…';
 
-  const session = new RoomSession({ room, metadata: name ? { name } : {} });
+  // The server that serves this page also collects stats dumps (rtcstats format) at /rtcstats.
+  const stats = { url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/rtcstats` };
+  const session = new RoomSession({ room, metadata: name ? { name } : {}, stats });
   call = { session, stream: null, tiles: new Map(), offs: [] };
   const current = call;
   showCall(room);

@@ -319,6 +319,16 @@ impl Trace {
         self.with_socket(socket, |g, ctx| g.on_closed(now, ctx));
     }
 
+    /// The collector refused the socket (closed it with 1008, policy: a bad or missing token).
+    /// Retrying cannot help, so the generation ends now; what it held is counted in
+    /// `lost_at_close`. The shell reports the refusal to the app.
+    pub fn socket_refused(&mut self, socket: u32, _now: f64) {
+        self.with_socket(socket, |g, ctx| {
+            g.socket = None;
+            g.finish(ctx);
+        });
+    }
+
     /// A text frame from the collector. `["ack", n]` means the first n lines of this socket
     /// (header included) are written; anything else is ignored.
     pub fn socket_message(&mut self, socket: u32, now: f64, text: &str) {
@@ -751,6 +761,26 @@ mod tests {
         t.close(g1, 3.0);
         assert_eq!(t.current_generation(), Some(g2));
         assert!(t.record(g2, 4.0, ":x", None, Value::Null, vec![]));
+    }
+
+    #[test]
+    fn a_refused_socket_ends_its_generation_without_retrying() {
+        let mut t = Trace::new(TraceConfig::default());
+        let g = t.connect(0.0, Value::object());
+        assert!(t.record(g, 1.0, ":x", None, Value::Null, vec![]));
+        drain(&mut t);
+        t.socket_open(1, 2.0);
+        t.socket_refused(1, 3.0);
+        let actions = drain(&mut t);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Open { .. } | Action::Timer { .. })),
+            "{actions:?}"
+        );
+        assert!(!t.is_live(g));
+        assert_eq!(t.counters(g).map(|c| c.lost_at_close), Some(1));
+        assert!(!t.record(g, 4.0, ":y", None, Value::Null, vec![]));
     }
 
     #[test]

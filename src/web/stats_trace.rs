@@ -18,7 +18,7 @@ use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
-use web_sys::{MessageEvent, RtcPeerConnection, WebSocket};
+use web_sys::{CloseEvent, MessageEvent, RtcPeerConnection, WebSocket};
 
 use super::js::{self, error_value, now, object, stats_value, with, Outbox, Shell};
 use crate::{
@@ -240,8 +240,24 @@ impl Inner {
                     inner.trace.socket_message(socket, now(), &text);
                 }
             }),
-            listen("close", |inner, generation, socket, _| {
+            listen("close", |inner, generation, socket, event| {
                 inner.sockets.retain(|s| s.id != socket);
+                let close = event.dyn_ref::<CloseEvent>().map(|c| (c.code(), c.reason()));
+                if let Some((1008, reason)) = close {
+                    // Refused (token): retrying cannot help.
+                    inner.trace.socket_refused(socket, now());
+                    let error = SdkError::new(
+                        code::UNAUTHORIZED,
+                        format!("the stats collector refused the trace: {reason}"),
+                        false,
+                    );
+                    inner.reject_open(generation, &error);
+                    inner.outbox.call(
+                        &inner.emit,
+                        ["error".into(), error_value(&error), JsValue::UNDEFINED],
+                    );
+                    return;
+                }
                 inner.trace.socket_closed(socket, now());
                 let error = SdkError::new(
                     code::STATS_UNAVAILABLE,

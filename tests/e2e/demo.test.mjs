@@ -129,6 +129,9 @@ for (const name of BROWSERS) {
           { id: undefined, state: 'connected', badge: 'connected', name: other, videos: 1, attrs: [[true, true]] });
       }
       assert.notEqual(sa.tiles[0].id, sb.tiles[0].id, 'each tab sees the other peer');
+      // The tile shows the connection quality from the SDK's per-peer stats events.
+      await a.waitForFunction(() => /^direct( · \d+ ms)? · \d+ fps · \d+ kbps$/.test(document.querySelector('#grid .tile.remote .quality')?.textContent ?? ''),
+        { timeout: WAIT_MS, polling: 100 });
       const local = await a.evaluate(() => {
         const v = document.getElementById('local-video');
         return { muted: v.muted, playsInline: v.hasAttribute('playsinline'), autoplay: v.autoplay, share: document.getElementById('share-link').value };

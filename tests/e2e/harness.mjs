@@ -62,7 +62,10 @@ export async function launch(name) {
 export async function startServer(extraArgs = []) {
   const bin = process.env.RTCROOM_SERVER_BIN ?? join(ROOT, 'target/debug/rtcroom-server');
   const port = extraArgs.includes('--port') ? [] : ['--port', '0'];
-  const child = spawn(bin, [...port, '--static-dir', join(ROOT, 'www'), '--pkg-dir', join(ROOT, 'pkg'), ...extraArgs], {
+  // Stats dumps go to a temporary directory unless the test names one.
+  const dumpsDir = extraArgs.includes('--dumps-dir') ? null : mkdtempSync(join(tmpdir(), 'rtcroom-dumps-'));
+  const dumps = dumpsDir ? ['--dumps-dir', dumpsDir] : [];
+  const child = spawn(bin, [...port, ...dumps, '--static-dir', join(ROOT, 'www'), '--pkg-dir', join(ROOT, 'pkg'), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
@@ -76,9 +79,12 @@ export async function startServer(extraArgs = []) {
   return {
     url: match[1],
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const [code] = await once(child, 'exit');
+      let code = child.exitCode;
+      if (code === null) {
+        child.kill('SIGTERM');
+        [code] = await once(child, 'exit');
+      }
+      if (dumpsDir) rmSync(dumpsDir, { recursive: true, force: true });
       return code;
     },
   };

@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -56,17 +57,20 @@ const count = (dump, pc, method) => dump.pcs?.[pc]?.[method] ?? 0;
 for (const name of BROWSERS) {
   test(`${name}: a two-peer call with stats on leaves two valid dumps with the whole call`, async () => {
     clearDumps();
-    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+    const result = await withPage(name, (page) => page.evaluate(async (room, withTurn) => {
       const { pair, waitFor } = window.rt;
       const stats = { url: `${location.origin.replace('http', 'ws')}/rtcstats` };
-      const { a, b } = await pair(room, { stats }, { stats });
+      // A TURN server nobody answers: its credentials must never reach a dump. (Chromium only:
+      // Firefox holds ICE back while it waits for that TURN server.)
+      const iceServers = withTurn ? [{ urls: 'turn:127.0.0.1:9?transport=udp', username: 'turn-user', credential: 'turn-secret' }] : [];
+      const { a, b } = await pair(room, { stats, iceServers }, { stats, iceServers });
       const samples = [];
       a.s.peer(b.s.localPeerId).on('stats', (s) => samples.push(s));
       await waitFor('two stats events', () => samples.length >= 2, 10000);
       await a.s.leave();
       await b.s.leave();
       return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors] };
-    }, roomName('stats')));
+    }, roomName('stats'), name === 'chromium'));
     assert.deepEqual(result.errors, []);
     const last = result.samples.at(-1);
     assert.equal(last.localCandidateType, 'host');
@@ -77,6 +81,11 @@ for (const name of BROWSERS) {
     assert.equal(dumps.length, 2, JSON.stringify(dumps.map((d) => d.reason ?? d.events)));
     for (const dump of dumps) {
       assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+      if (name === 'chromium') {
+        const text = readFileSync(dump.file, 'utf8');
+        assert.ok(text.includes('turn:127.0.0.1:9'), 'the configuration is traced');
+        assert.ok(!text.includes('turn-secret') && !text.includes('turn-user'), 'credentials are not');
+      }
       assert.equal(dump.socket, 0);
       assert.equal(dump.firstSeq, 0);
       assert.equal(dump.closeCode, 1000, 'the SDK closes its trace normally');
@@ -98,6 +107,44 @@ for (const name of BROWSERS) {
     }
   });
 }
+
+/** An HS256 JWT, as an app server would issue for the collector. */
+function jwt(claims, secret) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+test('chromium: the collector checks the stats token: identity lands in the dump; a bad token is a non-fatal error and the call goes on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtcroom-dumps-'));
+  const secret = 'collector-secret';
+  const guarded = await startServer(['--dumps-dir', dir, '--rtcstats-secret', secret]);
+  try {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const good = jwt({ exp, rtcStats: { user: 'ann', session: 's-1', conference: 'standup' } }, secret);
+    const bad = jwt({ exp, rtcStats: { user: 'eve' } }, 'wrong-secret');
+    const result = await withPage('chromium', (page) => page.evaluate(async (room, good, bad) => {
+      const url = `${location.origin.replace('http', 'ws')}/rtcstats`;
+      const { a, b } = await window.rt.pair(room, { stats: { url, token: good } }, { stats: { url, token: bad } });
+      await a.s.leave();
+      await b.s.leave();
+      return { errorsA: a.log.errors, errorsB: b.log.errors, stateB: b.s.state };
+    }, roomName('token'), good, bad), guarded.url);
+    assert.deepEqual(result.errorsA, []);
+    assert.equal(result.errorsB.length, 1, JSON.stringify(result.errorsB));
+    assert.match(result.errorsB[0], /^unauthorized: the stats collector refused the trace/);
+    assert.equal(result.stateB, 'left', 'the refused trace did not stop the call');
+    const files = readdirSync(dir);
+    assert.equal(files.length, 1, 'only the accepted trace left a dump');
+    const metadata = JSON.parse(readFileSync(join(dir, files[0]), 'utf8').split('\n')[1]);
+    assert.deepEqual([metadata.user, metadata.session, metadata.conference], ['ann', 's-1', 'standup']);
+    assert.match(metadata.url, /rtcstats-token=obfuscated/);
+    assert.ok(!JSON.stringify(metadata).includes(good.split('.')[2]), 'the token is not stored');
+  } finally {
+    await guarded.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('chromium: 200 rapid connect/close cycles with random awaits: every dump valid and only its own call in it', async () => {
   clearDumps();
