@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { connect, createServer } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,26 +52,69 @@ function clearDumps() {
   for (const f of readdirSync(dumpsDir)) rmSync(join(dumpsDir, f));
 }
 
+/** A TCP proxy to `target` (http URL) that holds every connection `ms` before passing it on:
+ * a collector that is slow to answer. Resolves to { port, close() }. */
+async function slowProxy(target, ms) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  const proxy = createServer((client) => {
+    sockets.add(client);
+    client.pause();
+    setTimeout(() => {
+      const upstream = connect(Number(port), hostname, () => { client.pipe(upstream); upstream.pipe(client); client.resume(); });
+      sockets.add(upstream);
+      const end = () => { client.destroy(); upstream.destroy(); };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+    }, ms);
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: proxy.address().port,
+    close: () => { for (const s of sockets) s.destroy(); return new Promise((resolve) => proxy.close(resolve)); },
+  };
+}
+
 /** Count of `method` events of one pc in a dump report. */
 const count = (dump, pc, method) => dump.pcs?.[pc]?.[method] ?? 0;
 
 for (const name of BROWSERS) {
   test(`${name}: a two-peer call with stats on leaves two valid dumps with the whole call`, async () => {
     clearDumps();
-    const result = await withPage(name, (page) => page.evaluate(async (room, withTurn) => {
+    // The collector answers 600 ms late: join() must still wait for it before making any pc.
+    const proxy = await slowProxy(server.url, 600);
+    const result = await withPage(name, (page) => page.evaluate(async (room, withTurn, proxyPort) => {
       const { pair, waitFor } = window.rt;
-      const stats = { url: `${location.origin.replace('http', 'ws')}/rtcstats` };
+      const stats = { url: `ws://127.0.0.1:${proxyPort}/rtcstats` };
       // A TURN server nobody answers: its credentials must never reach a dump. (Chromium only:
       // Firefox holds ICE back while it waits for that TURN server.)
       const iceServers = withTurn ? [{ urls: 'turn:127.0.0.1:9?transport=udp', username: 'turn-user', credential: 'turn-secret' }] : [];
+      // When each RTCPeerConnection is made and when each trace socket opens.
+      const order = [];
+      const Native = window.RTCPeerConnection;
+      window.RTCPeerConnection = class extends Native {
+        constructor(...args) { super(...args); order.push('pc'); }
+      };
+      const NativeSocket = window.WebSocket;
+      window.WebSocket = class extends NativeSocket {
+        constructor(...args) {
+          super(...args);
+          if (String(args[0]).includes('/rtcstats')) this.addEventListener('open', () => order.push('trace-open'));
+        }
+      };
       const { a, b } = await pair(room, { stats, iceServers }, { stats, iceServers });
       const samples = [];
       a.s.peer(b.s.localPeerId).on('stats', (s) => samples.push(s));
       await waitFor('two stats events', () => samples.length >= 2, 10000);
       await a.s.leave();
       await b.s.leave();
-      return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors] };
-    }, roomName('stats'), name === 'chromium'));
+      window.RTCPeerConnection = Native;
+      window.WebSocket = NativeSocket;
+      return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors], order };
+    }, roomName('stats'), name === 'chromium', proxy.port)).finally(() => proxy.close());
+    // Both traces are open before the first RTCPeerConnection exists (a's pc is made when b
+    // joins, b's after its own trace opened).
+    assert.deepEqual(result.order, ['trace-open', 'trace-open', 'pc', 'pc']);
     assert.deepEqual(result.errors, []);
     const last = result.samples.at(-1);
     assert.equal(last.localCandidateType, 'host');
