@@ -57,6 +57,8 @@ export interface RoomSessionConfig {
     token?: string;
     /** How long join() waits for the collector before going on without it (default 5000). */
     connectTimeoutMs?: number;
+    /** How long leave() waits for the trace to be flushed (default 1000); it keeps flushing after. */
+    leaveFlushMs?: number;
   };
   /** Called with every RTCPeerConnection the session makes, before it is used. */
   onPeerConnection?: (pc: RTCPeerConnection, configuration: RTCConfiguration, peerId: string) => void;

@@ -537,7 +537,10 @@ export class RoomSession extends Emitter {
     const [trace, generation] = [this.#trace, this.#traceGeneration];
     if (trace && generation != null && this.#core.state !== 'left') await trace.finalStats(generation);
     await this.#core.leave(stopTracks);
-    await this.#stopStats();
+    // Normally one collector ack (~100 ms). A collector that is down does not hold leave()
+    // for the whole close grace: the trace keeps flushing in the background meanwhile.
+    const flushMs = this.#config.stats?.leaveFlushMs ?? 1000;
+    await Promise.race([this.#stopStats(), new Promise((resolve) => setTimeout(resolve, flushMs))]);
   }
 
   /**

@@ -100,6 +100,10 @@ pub struct Config {
     /// Largest stats message in bytes (a first full getStats can be tens of KB).
     #[arg(long, env = "RTCROOM_RTCSTATS_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
     pub rtcstats_max_frame_bytes: usize,
+    /// How often (ms) the collector acknowledges written lines; a closing SDK trace waits for
+    /// the last ack, so this bounds how long a `leave()` flush takes.
+    #[arg(long, env = "RTCROOM_RTCSTATS_ACK_INTERVAL_MS", default_value_t = 100)]
+    pub rtcstats_ack_interval_ms: u64,
     /// Turn off `GET /rooms/{room}`.
     #[arg(long, env = "RTCROOM_NO_PRESENCE")]
     pub no_presence: bool,
@@ -159,6 +163,7 @@ impl App {
                     .or_else(|| config.jwt_secret.clone())
                     .filter(|s| !s.is_empty()),
                 max_frame: config.rtcstats_max_frame_bytes,
+                ack_interval_ms: config.rtcstats_ack_interval_ms.max(10),
             },
             presence: !config.no_presence,
             shutdown: CancellationToken::new(),

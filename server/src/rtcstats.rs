@@ -61,6 +61,8 @@ pub struct CollectorSettings {
     /// HS256 secret for `?rtcstats-token=`; `None` accepts anyone.
     pub secret: Option<String>,
     pub max_frame: usize,
+    /// Acks go out at most this often (ms).
+    pub ack_interval_ms: u64,
 }
 
 /// Who a dump belongs to (`rtcStats` claims of the token).
@@ -334,7 +336,7 @@ async fn collect(
     let mut malformed: u64 = 0;
     let mut acked: u64 = 0;
     let mut last_message = Instant::now();
-    let mut ack_timer = tokio::time::interval(Duration::from_millis(250));
+    let mut ack_timer = tokio::time::interval(Duration::from_millis(settings.ack_interval_ms));
     let shutdown = app.shutdown.clone();
     let end = loop {
         tokio::select! {

@@ -22,6 +22,12 @@ fn config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Acks at most every second: the graceful-close tests need lines written but not yet acked.
+fn slow_acks(mut config: Config) -> Config {
+    config.rtcstats_ack_interval_ms = 1000;
+    config
+}
+
 async fn connect(
     server: &Running,
     query: &str,
@@ -613,7 +619,7 @@ async fn compressed_messages_of_a_traced_call_land_in_the_dump_byte_for_byte() {
 #[tokio::test]
 async fn a_client_close_gets_an_ack_for_every_line_before_the_close_echo() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Running::start(config(dir.path())).await.unwrap();
+    let server = Running::start(slow_acks(config(dir.path()))).await.unwrap();
     let mut ws = connect(&server, "").await;
     ws.send(Message::text(
         "[39,null,{},{\"generation\":1,\"socket\":0,\"seq\":0},1763700000000]",
@@ -625,7 +631,7 @@ async fn a_client_close_gets_an_ack_for_every_line_before_the_close_echo() {
             .await
             .unwrap();
     }
-    // Closes at once: the lines are written but the 250 ms ack timer has not fired.
+    // Closes at once: the lines are written but the 1 s ack timer has not fired.
     ws.close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
@@ -754,7 +760,7 @@ fn run_dump_tool(args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
 #[tokio::test]
 async fn a_server_restart_acks_every_written_line_so_no_line_is_duplicated_across_dumps() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Running::start(config(dir.path())).await.unwrap();
+    let first = Running::start(slow_acks(config(dir.path()))).await.unwrap();
     let t0 = 1_763_700_000_000.0;
     let mut trace = Trace::new(TraceConfig::default());
     let generation = trace.connect(t0, Value::object());
@@ -775,7 +781,7 @@ async fn a_server_restart_acks_every_written_line_so_no_line_is_duplicated_acros
     }
     shell.act(&first).await;
     shell.until_all_acked().await;
-    // An ack just arrived, so the next periodic one is ~250 ms away: these lines are written
+    // An ack just arrived, so the next periodic one is ~1 s away: these lines are written
     // but not yet acknowledged when the server stops.
     for i in 0..6 {
         shell.record(":note", Value::Number(f64::from(i)));

@@ -163,6 +163,8 @@ for (const name of BROWSERS) {
       await click(b, '#leave');
       await a.waitForFunction(() => document.querySelectorAll('#grid .tile.remote').length === 0,
         { timeout: 5000, polling: 50 });
+      // B is back in the lobby once its leave() resolved (it flushes the stats trace first).
+      await b.waitForFunction(() => !document.getElementById('lobby').hidden, { timeout: 5000, polling: 50 });
       const [la, lb] = [await snapshot(a), await snapshot(b)];
       assert.equal(la.session, 'joined');
       assert.equal(await a.$eval('#alone', (el) => !el.hidden), true, 'A waits for others again');
