@@ -9,8 +9,9 @@
 //! Decoding never panics. Unknown fields are ignored. An unknown `type` is a decode error,
 //! which the server answers with an `error` frame. Tagged types decode through flat frame
 //! structs (`frames`), not serde's internally tagged enums. Those buffer their content first,
-//! which breaks pass-through values like `serde_json::value::RawValue` and
-//! `serde_wasm_bindgen::preserve`.
+//! which breaks pass-through values like `serde_json::value::RawValue`. (The browser SDK
+//! decodes with its own serde-free codec, `src/web/decode.rs`, held to these definitions by
+//! `tests/decode.rs`.)
 
 use serde::{Deserialize, Serialize};
 

@@ -80,22 +80,7 @@ async fn a_traced_call_becomes_one_valid_dump_with_acks() {
         Value::parse(r#"{"iceServers":[{"urls":"turn:x","username":"u","credential":"secret"}]}"#).unwrap();
     let pc = trace.create_pc(generation, t0 + 1.0, &pc_config).expect("pc id");
     let mut time = t0 + 2.0;
-    for (method, value) in [
-        ("createOffer", Value::Null),
-        (
-            "setLocalDescription",
-            Value::parse(r#"{"type":"offer","sdp":"v=0\r\n"}"#).unwrap(),
-        ),
-        (
-            "onicecandidate",
-            Value::parse(r#"{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}"#).unwrap(),
-        ),
-        ("onconnectionstatechange", Value::str("connected")),
-        ("getStats", fixture("chrome-1.json")),
-        ("getStats", fixture("chrome-2.json")),
-        (":app-event", Value::parse(r#"{"note":"custom"}"#).unwrap()),
-        ("close", Value::Null),
-    ] {
+    for (method, value) in call_events() {
         time += 100.0;
         assert!(
             trace.record(generation, time, method, Some(&pc), value, vec![]),

@@ -1,19 +1,15 @@
-//! Small bridges between Rust and JS: pass-through values, JSON, time, typed errors, and the
+//! Small bridges between Rust and JS: pass-through values, time, typed errors, and the
 //! two RTCPeerConnection methods web-sys lacks.
 
 use std::{cell::RefCell, rc::Weak};
 
-use js_sys::{Function, Object, Promise, Reflect, JSON};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::RtcPeerConnection;
 
 use crate::error::SdkError;
 
-/// A JS value carried through protocol types untouched (metadata, payloads).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Js(#[serde(with = "serde_wasm_bindgen::preserve")] pub JsValue);
+pub use super::decode::Js;
 
 #[wasm_bindgen]
 extern "C" {
@@ -77,29 +73,6 @@ pub fn with<T: Shell>(weak: &Weak<RefCell<T>>, f: impl FnOnce(&mut T)) {
 
 pub fn now() -> f64 {
     js_sys::Date::now()
-}
-
-/// Rust value → JSON text, through a JS value (no JSON library in the wasm).
-pub fn to_json<T: Serialize>(value: &T) -> Option<String> {
-    let js = value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .ok()?;
-    JSON::stringify(&js).ok()?.as_string()
-}
-
-/// JSON text → Rust value; `None` for anything malformed.
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Option<T> {
-    from_js(JSON::parse(text).ok()?)
-}
-
-pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Option<T> {
-    serde_wasm_bindgen::from_value(value).ok()
-}
-
-pub fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// A plain object from key/value pairs, for event details.

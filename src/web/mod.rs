@@ -34,6 +34,7 @@ pub fn webrtc_supported() -> bool {
     has(&global, "RTCPeerConnection") && has(&navigator, "mediaDevices")
 }
 
+mod decode;
 mod js;
 mod peer;
 mod session;

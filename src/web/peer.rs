@@ -13,7 +13,7 @@ use web_sys::{
     RtcPeerConnectionIceEvent, RtcRtpSender, RtcTrackEvent,
 };
 
-use super::js::from_js;
+use super::decode::ice_candidate;
 use crate::peer::{
     lifecycle::{IcePolicy, PeerLife},
     negotiation::Negotiation,
@@ -87,9 +87,7 @@ impl Peer {
                     let Some(event) = e.dyn_ref::<RtcPeerConnectionIceEvent>() else {
                         return;
                     };
-                    let candidate = event
-                        .candidate()
-                        .and_then(|c| from_js::<IceCandidate>(c.to_json().into()));
+                    let candidate = event.candidate().and_then(|c| ice_candidate(c.to_json().into()));
                     on(PeerEvent::IceCandidate(candidate));
                 }),
             ));

@@ -16,10 +16,9 @@ use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise};
 use litemap::LiteMap;
 use rtcroom_protocol::{
-    valid_room_name, ClientMsg, IceCandidate, LeaveReason, SdpKind, ServerMsg, SessionDescription,
-    SignalPayload, StreamRole,
+    valid_room_name, ClientMsg, IceCandidate, LeaveReason, SdpKind, SessionDescription, SignalPayload,
+    StreamRole,
 };
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
@@ -28,7 +27,8 @@ use web_sys::{
 };
 
 use super::{
-    js::{self, error_value, from_js, from_json, now, object, to_js, to_json, with, Js, Outbox, Shell},
+    decode::{client_msg_json, raw_config, server_msg_from_json, signal_payload, signal_payload_value},
+    js::{self, error_value, now, object, with, Js, Outbox, Shell},
     peer::{Peer, PeerEvent},
     stats_trace::{get_stats, summary_value},
     transport::{Socket, TransportEvent},
@@ -42,42 +42,6 @@ use crate::{
     room::session::{Session, SessionAction, SessionConfig, SessionState},
     signaling::retry::RetryPolicy,
 };
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RawRetry {
-    initial_delay_ms: Option<f64>,
-    max_delay_ms: Option<f64>,
-    factor: Option<f64>,
-    jitter: Option<f64>,
-    max_attempts: Option<i32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RawIce {
-    max_restarts: Option<u32>,
-    disconnected_grace_ms: Option<f64>,
-    restart_timeout_ms: Option<f64>,
-}
-
-/// The config object of `new RoomSession(config)`; `iceServers` and `metadata` are read as
-/// plain JS values.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawConfig {
-    room: String,
-    url: Option<String>,
-    token: Option<String>,
-    capacity: Option<u32>,
-    #[serde(default)]
-    retry: RawRetry,
-    #[serde(default)]
-    ice: RawIce,
-    heartbeat_interval_ms: Option<f64>,
-    heartbeat_timeout_ms: Option<f64>,
-    join_attempts: Option<u32>,
-}
 
 fn invalid(message: impl Into<String>) -> JsValue {
     error_value(&SdkError::new(code::INVALID_ARGUMENT, message, true))
@@ -234,7 +198,7 @@ impl Inner {
             }
             SessionAction::Signal { from, payload } => self.on_signal(&from, payload.0),
             SessionAction::SayBye { to } => {
-                let bye = Js(to_js(&SignalPayload::<Js>::Bye));
+                let bye = Js(signal_payload_value(&SignalPayload::Bye));
                 for to in to {
                     self.send(&ClientMsg::Signal {
                         to,
@@ -270,7 +234,7 @@ impl Inner {
         }
         match event {
             TransportEvent::Open => self.core.transport_open(now()),
-            TransportEvent::Message(text) => match from_json::<ServerMsg<Js>>(&text) {
+            TransportEvent::Message(text) => match server_msg_from_json(&text) {
                 Some(msg) => self.core.message(msg, now()),
                 None => self.error(SdkError::new(
                     code::PROTOCOL,
@@ -286,7 +250,7 @@ impl Inner {
     }
 
     fn send(&self, msg: &ClientMsg<Js>) {
-        if let (Some(socket), Some(text)) = (&self.socket, to_json(msg)) {
+        if let (Some(socket), Some(text)) = (&self.socket, client_msg_json(msg)) {
             socket.send(&text);
         }
     }
@@ -415,7 +379,7 @@ impl Inner {
                 self.life_events(id, actions);
             }
             PeerEvent::IceCandidate(candidate) => {
-                let payload = Js(to_js(&SignalPayload::<Js>::Candidate { candidate }));
+                let payload = Js(signal_payload_value(&SignalPayload::Candidate { candidate }));
                 self.core.signal(id, payload);
             }
             PeerEvent::Track(stream) => {
@@ -514,11 +478,11 @@ impl Inner {
             },
             roles,
         };
-        self.core.signal(id, Js(to_js(&payload)));
+        self.core.signal(id, Js(signal_payload_value(&payload)));
     }
 
     fn on_signal(&mut self, from: &str, payload: JsValue) {
-        let Some(payload) = from_js::<SignalPayload<Js>>(payload) else {
+        let Some(payload) = signal_payload(&payload) else {
             let message = format!("unreadable signal from {from}");
             return self.error(SdkError::new(code::PEER_SIGNAL, message, false));
         };
@@ -617,8 +581,7 @@ impl RoomCore {
     /// `emit(peerIdOrNull, eventName, detail)` receives every event.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, emit: Function) -> Result<RoomCore, JsValue> {
-        let raw: RawConfig = serde_wasm_bindgen::from_value(config.clone())
-            .map_err(|err| invalid(format!("invalid RoomSession config: {err}")))?;
+        let raw = raw_config(&config).map_err(invalid)?;
         if !valid_room_name(&raw.room) {
             return Err(invalid("room names are 1-64 characters of [A-Za-z0-9_.-]"));
         }
