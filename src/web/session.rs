@@ -494,8 +494,10 @@ impl Inner {
                 let Some(peer) = self.peers.get_mut(from) else {
                     return;
                 };
-                peer.remote_roles
-                    .extend(roles.into_iter().map(|r| (r.stream, r.role)));
+                // One insert each: LiteMap's `extend` links a whole sort (~3 KB of wasm).
+                for role in roles {
+                    peer.remote_roles.insert(role.stream, role.role);
+                }
                 let state = SignalingState::parse(
                     &js::get(&peer.pc, "signalingState")
                         .as_string()

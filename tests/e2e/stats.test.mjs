@@ -152,6 +152,27 @@ for (const name of BROWSERS) {
   });
 }
 
+test('chromium: stats without a collector: RemotePeer stats events every intervalMs, and no dump', async () => {
+  clearDumps();
+  const result = await withPage('chromium', (page) => page.evaluate(async (room) => {
+    const { pair, waitFor } = window.rt;
+    const { a, b } = await pair(room, { stats: { intervalMs: 300 } });
+    const samples = [];
+    a.s.peer(b.s.localPeerId).on('stats', (s) => samples.push({ at: performance.now(), s }));
+    await waitFor('four stats events', () => samples.length >= 4, 10000);
+    await a.s.leave();
+    const count = samples.length;
+    await new Promise((r) => setTimeout(r, 700));
+    await b.s.leave();
+    const gaps = samples.slice(1, 4).map((x, i) => x.at - samples[i].at);
+    return { gaps, after: samples.length - count, last: structuredClone(samples.at(-1).s) };
+  }, roomName('local-stats')));
+  for (const gap of result.gaps) assert.ok(gap > 150 && gap < 1000, `gap ${gap}`);
+  assert.equal(result.after, 0, 'no stats events after leave()');
+  assert.ok(result.last.video.inboundFps > 0, JSON.stringify(result.last));
+  assert.deepEqual(readdirSync(dumpsDir), []);
+});
+
 /** An HS256 JWT, as an app server would issue for the collector. */
 function jwt(claims, secret) {
   const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
