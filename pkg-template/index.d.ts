@@ -107,6 +107,8 @@ export class StatsTrace {
   finalStats(generation?: number): Promise<void>;
   /** Traces a peer connection the app made; returns a function that stops tracing it. */
   trace(pc: RTCPeerConnection, configuration?: RTCConfiguration): () => void;
+  /** Traces a local stream's tracks (stop, ended, mute, unmute); returns a function that stops. */
+  traceStream(stream: MediaStream): () => void;
   /** A custom event (`:name`) in the current dump. */
   event(name: string, data?: unknown): void;
   on<K extends keyof StatsTraceEvents>(name: K, listener: (detail: StatsTraceEvents[K]) => void): Unsubscribe;

@@ -378,6 +378,34 @@ export class StatsTrace extends Emitter {
     return () => { cancelled = true; untrace?.(); };
   }
 
+  /**
+   * Traces a local stream's tracks: `MediaStreamTrack.stop`, `onended`, `onmute`, `onunmute`
+   * (pc null, value `"kind:trackId"`). Returns a function that stops tracing them.
+   */
+  traceStream(stream) {
+    const undo = [];
+    let cancelled = false;
+    this.#run((core) => {
+      const g = core.generation;
+      if (cancelled || g == null) return;
+      const rec = (method, track) => core.record(g, method, undefined, trackInfo(track), undefined);
+      for (const track of stream.getTracks()) {
+        const listeners = ['ended', 'mute', 'unmute'].map((type) => {
+          const listener = () => rec(`MediaStreamTrack.on${type}`, track);
+          track.addEventListener(type, listener);
+          return [type, listener];
+        });
+        const stop = track.stop;
+        track.stop = function () { rec('MediaStreamTrack.stop', track); return stop.apply(this, arguments); };
+        undo.push(() => {
+          for (const [type, listener] of listeners) track.removeEventListener(type, listener);
+          delete track.stop;
+        });
+      }
+    });
+    return () => { cancelled = true; for (const f of undo.splice(0)) f(); };
+  }
+
   /** A custom event in the current dump (`:name`, never compressed). */
   event(name, data) {
     const method = String(name).startsWith(':') ? String(name) : `:${name}`;
@@ -455,6 +483,7 @@ export class RoomSession extends Emitter {
   #pcPeers = new WeakMap(); // RTCPeerConnection → peer id, for `stats` events
   #statsTimer = null;   // `stats` events without a collector
   #traceClosing = null;
+  #traced = new Map();  // stream → untrace, for the tracks of streams given to addStream
   #preparing = null;
 
   constructor(config) {
@@ -477,8 +506,12 @@ export class RoomSession extends Emitter {
 
   /** Sends `stream` to everyone, before or after join(); `role` labels it remotely (default 'camera'). */
   addStream(stream, { role = 'camera' } = {}) {
-    if (this.#core) this.#core.addStream(stream, String(role));
-    else this.#streams.set(stream, String(role));
+    if (this.#core) {
+      this.#core.addStream(stream, String(role));
+      this.#traceStream(stream);
+    } else {
+      this.#streams.set(stream, String(role));
+    }
   }
 
   removeStream(stream) {
@@ -522,7 +555,10 @@ export class RoomSession extends Emitter {
     };
     const config = { ...this.#config, onPeerConnection };
     this.#core = new RoomCore(config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
-    for (const [stream, role] of this.#streams) this.#core.addStream(stream, role);
+    for (const [stream, role] of this.#streams) {
+      this.#core.addStream(stream, role);
+      this.#traceStream(stream);
+    }
     this.#streams.clear();
   }
 
@@ -583,8 +619,16 @@ export class RoomSession extends Emitter {
     }
   }
 
+  #traceStream(stream) {
+    if (this.#trace && this.#traceGeneration != null && !this.#traced.has(stream)) {
+      this.#traced.set(stream, this.#trace.traceStream(stream));
+    }
+  }
+
   /** Stops `stats` events and closes the trace; every call returns the same Promise. */
   #stopStats() {
+    for (const untrace of this.#traced.values()) untrace();
+    this.#traced.clear();
     clearInterval(this.#statsTimer);
     this.#statsTimer = null;
     const [trace, generation] = [this.#trace, this.#traceGeneration];
