@@ -309,6 +309,7 @@ export class StatsTrace extends Emitter {
   #core = null;
   #loading = null;
   #queue = [];
+  #pcs = new WeakMap(); // pc → { generation, untrace }
   /** Stable across this object's generations and reconnects: ties its dumps together. */
   #id = randomId();
 
@@ -373,7 +374,16 @@ export class StatsTrace extends Emitter {
     let cancelled = false;
     this.#run((core) => {
       const g = core.generation;
-      if (!cancelled && g != null) untrace = instrument(core, g, pc, configuration);
+      if (cancelled || g == null) return;
+      // Once per pc and generation: tracing again would wrap the wrappers (every event twice).
+      const earlier = this.#pcs.get(pc);
+      if (earlier?.generation === g) {
+        untrace = earlier.untrace;
+        return;
+      }
+      earlier?.untrace();
+      untrace = instrument(core, g, pc, configuration);
+      this.#pcs.set(pc, { generation: g, untrace });
     });
     return () => { cancelled = true; untrace?.(); };
   }

@@ -234,6 +234,7 @@ test('chromium: 200 rapid connect/close cycles with random awaits: every dump va
       trace.event('cycle', { i, generation });
       const pc = new RTCPeerConnection();
       trace.trace(pc);
+      trace.trace(pc); // twice on purpose: still one create and one event per call
       pc.createDataChannel(`c${i}`);
       if (Math.random() < 0.5) await pause();
       trace.event('cycle-end', { i, generation });
