@@ -105,8 +105,12 @@ export class StatsTrace {
   close(generation?: number): Promise<TraceCounters | null>;
   /** Final getStats of every open traced connection of a generation, now. */
   finalStats(generation?: number): Promise<void>;
-  /** Traces a peer connection the app made; returns a function that stops tracing it. */
-  trace(pc: RTCPeerConnection, configuration?: RTCConfiguration): () => void;
+  /**
+   * Traces a peer connection the app made; returns a function that stops tracing it. With
+   * `deferClose`, `pc.close()` takes effect after the final getStats (at most ~1 s later):
+   * Firefox never settles a getStats started just before a close.
+   */
+  trace(pc: RTCPeerConnection, configuration?: RTCConfiguration, options?: { deferClose?: boolean }): () => void;
   /** Traces a local stream's tracks (stop, ended, mute, unmute); returns a function that stops. */
   traceStream(stream: MediaStream): () => void;
   /** A custom event (`:name`) in the current dump. */

@@ -233,7 +233,7 @@ function clientInfo(traceId) {
  * prototype is untouched, so other connections are not affected) and listens to its events.
  * Returns a function that removes all of it; `close()` does that by itself.
  */
-function instrument(core, generation, pc, configuration) {
+function instrument(core, generation, pc, configuration, deferClose) {
   const id = core.attach(generation, pc, json(configuration ?? pc.getConfiguration()) ?? null);
   if (id === undefined) return () => {};
   const rec = (method, value) => core.record(generation, method, id, value === undefined ? null : value, undefined);
@@ -288,11 +288,13 @@ function instrument(core, generation, pc, configuration) {
     for (const [type, listener] of listeners) pc.removeEventListener(type, listener);
   };
   wrap(pc, 'close', (original) => function () {
-    if (!done) {
-      core.pcClosing(generation, id); // the final getStats starts before the native close
-      untrace();
-    }
-    return original.apply(this, arguments);
+    if (done) return original.apply(this, arguments);
+    const recorded = core.pcClosing(generation, id); // the final getStats starts first
+    untrace();
+    if (!deferClose) return original.apply(this, arguments);
+    // The owner does not need the close at once: close after the final sample (<= ~1 s).
+    recorded.then(() => pc.close(), () => pc.close());
+    return undefined;
   });
   return untrace;
 }
@@ -369,7 +371,7 @@ export class StatsTrace extends Emitter {
    * and event, and getStats every `intervalMs` once connected. Returns a function that stops
    * tracing it.
    */
-  trace(pc, configuration) {
+  trace(pc, configuration, { deferClose = false } = {}) {
     let untrace = null;
     let cancelled = false;
     this.#run((core) => {
@@ -382,7 +384,7 @@ export class StatsTrace extends Emitter {
         return;
       }
       earlier?.untrace();
-      untrace = instrument(core, g, pc, configuration);
+      untrace = instrument(core, g, pc, configuration, deferClose);
       this.#pcs.set(pc, { generation: g, untrace });
     });
     return () => { cancelled = true; untrace?.(); };
@@ -560,7 +562,8 @@ export class RoomSession extends Emitter {
     }
     const onPeerConnection = (pc, configuration, peerId) => {
       this.#pcPeers.set(pc, peerId);
-      if (this.#trace && this.#traceGeneration != null) this.#trace.trace(pc, configuration);
+      // The SDK drops its peer before closing the pc, so the close may wait for the final sample.
+      if (this.#trace && this.#traceGeneration != null) this.#trace.trace(pc, configuration, { deferClose: true });
       this.#config.onPeerConnection?.(pc, configuration, peerId);
     };
     const config = { ...this.#config, onPeerConnection };

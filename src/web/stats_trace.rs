@@ -595,9 +595,12 @@ impl StatsTraceCore {
     }
 
     /// Call just before a traced pc's native `close()`: takes its final getStats (if it has
-    /// not had it) and records `close` after it; stops its polling.
+    /// not had it) and records `close` after it; stops its polling. Resolves once `close` is
+    /// recorded (at most ~1 s: getStats is bounded), so an owner that can wait closes the pc
+    /// after its final sample (Firefox never settles a getStats started before `close()`).
     #[wasm_bindgen(js_name = pcClosing)]
-    pub fn pc_closing(&self, generation: u32, pc_id: &str) {
+    pub fn pc_closing(&self, generation: u32, pc_id: &str) -> Promise {
+        let mut sample = None;
         with(&self.weak(), |inner| {
             let Some(w) = inner.find(generation, pc_id) else {
                 return;
@@ -611,11 +614,16 @@ impl StatsTraceCore {
             }
             let promise = w.pc.get_stats();
             w.closing = Some(promise.clone());
-            let (weak, pc_id) = (inner.weak.clone(), pc_id.to_string());
-            spawn_local(async move {
-                let report = get_stats(promise).await.ok();
-                with(&weak, |inner| inner.closed_sample(generation, &pc_id, report));
-            });
+            sample = Some(promise);
         });
+        let Some(promise) = sample else {
+            return Promise::resolve(&JsValue::UNDEFINED);
+        };
+        let (weak, pc_id) = (self.weak(), pc_id.to_string());
+        future_to_promise(async move {
+            let report = get_stats(promise).await.ok();
+            with(&weak, |inner| inner.closed_sample(generation, &pc_id, report));
+            Ok(JsValue::UNDEFINED)
+        })
     }
 }

@@ -128,6 +128,11 @@ for (const name of BROWSERS) {
     assert.deepEqual(stops, [0, 2]);
     for (const dump of dumps) {
       assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+      // The final getStats (reason "close") comes right before the close, also for b, whose pc
+      // closed because a left (Firefox settles it only because the SDK defers that close).
+      const pcLines = readFileSync(dump.file, 'utf8').split('\n').filter((l) => l.startsWith('[') && l.includes('"PC_0"'));
+      assert.match(pcLines.at(-1), /^\[36,"PC_0",null,[\d.]+\]$/);
+      assert.match(pcLines.at(-2), /^\["g","PC_0",.*,"close",[\d.]+\]$/, 'the final getStats');
       if (name === 'chromium') {
         const text = readFileSync(dump.file, 'utf8');
         assert.ok(text.includes('turn:127.0.0.1:9'), 'the configuration is traced');
