@@ -527,6 +527,8 @@ export class RoomSession extends Emitter {
   }
 
   removeStream(stream) {
+    this.#traced.get(stream)?.();
+    this.#traced.delete(stream);
     if (this.#core) this.#core.removeStream(stream);
     else this.#streams.delete(stream);
   }
