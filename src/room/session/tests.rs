@@ -331,6 +331,14 @@ fn refusals_are_typed_and_final() {
         |a| matches!(a, A::JoinRejected(e) if e.code == code::UNAUTHORIZED && e.message == "missing token")
     ));
 
+    // Kicked for misbehaving is not an auth problem.
+    let mut s = joined_session();
+    s.transport_closed(1008, "too many violations", 40.0);
+    assert!(s.drain().iter().any(
+        |a| matches!(a, A::Error(e) if e.code == code::SIGNALING_CLOSED && e.fatal && e.message == "too many violations")
+    ));
+    assert_eq!(s.state(), Failed);
+
     let mut s = joined_session();
     s.message(
         ServerMsg::Error {
