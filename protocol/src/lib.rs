@@ -178,7 +178,42 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The wire spelling, e.g. `"room-limit"`.
+    /// Every code, for decoders that match the wire spelling without serde (the browser SDK).
+    pub const ALL: [ErrorCode; 13] = {
+        use ErrorCode::*;
+        [
+            MalformedFrame,
+            UnknownType,
+            FrameTooLarge,
+            RateLimited,
+            InvalidState,
+            UnsupportedVersion,
+            InvalidArgument,
+            UnknownPeer,
+            DuplicatePeer,
+            InvalidResume,
+            Unauthorized,
+            RoomLimit,
+            QueueFull,
+        ]
+    };
+
+    /// Fails to compile when a variant is added: add it to [`ErrorCode::ALL`] too.
+    const _EVERY_VARIANT_IS_IN_ALL: fn(ErrorCode) = |code| {
+        use ErrorCode::*;
+        match code {
+            MalformedFrame | UnknownType | FrameTooLarge | RateLimited | InvalidState
+            | UnsupportedVersion | InvalidArgument | UnknownPeer | DuplicatePeer | InvalidResume
+            | Unauthorized | RoomLimit | QueueFull => {}
+        }
+    };
+
+    /// The code with this wire spelling.
+    pub fn parse(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.as_str() == name)
+    }
+
+    /// The wire spelling, e.g. `"room-limit"` (a test checks it agrees with serde).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedFrame => "malformed-frame",

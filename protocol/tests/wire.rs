@@ -210,3 +210,15 @@ proptest! {
         let _ = serde_json::from_str::<Client>(&text);
     }
 }
+
+#[test]
+fn every_error_code_parses_from_its_serde_spelling() {
+    let mut seen = std::collections::HashSet::new();
+    for code in ErrorCode::ALL {
+        let json = serde_json::to_string(&code).unwrap();
+        assert_eq!(json, format!("\"{}\"", code.as_str()));
+        assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        assert!(seen.insert(code), "{code:?} twice in ALL");
+    }
+    assert_eq!(ErrorCode::parse("no-such-code"), None);
+}

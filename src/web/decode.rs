@@ -120,38 +120,8 @@ fn leave_reason(v: JsValue) -> Option<LeaveReason> {
     })
 }
 
-const ERROR_CODES: [ErrorCode; 13] = {
-    use ErrorCode::*;
-    [
-        MalformedFrame,
-        UnknownType,
-        FrameTooLarge,
-        RateLimited,
-        InvalidState,
-        UnsupportedVersion,
-        InvalidArgument,
-        UnknownPeer,
-        DuplicatePeer,
-        InvalidResume,
-        Unauthorized,
-        RoomLimit,
-        QueueFull,
-    ]
-};
-
-/// Fails to compile when `ErrorCode` gains a variant: add it to `ERROR_CODES` too.
-const _: fn(ErrorCode) = |code| {
-    use ErrorCode::*;
-    match code {
-        MalformedFrame | UnknownType | FrameTooLarge | RateLimited | InvalidState | UnsupportedVersion
-        | InvalidArgument | UnknownPeer | DuplicatePeer | InvalidResume | Unauthorized | RoomLimit
-        | QueueFull => {}
-    }
-};
-
 fn error_code(v: JsValue) -> Option<ErrorCode> {
-    let name = tag(&v)?;
-    ERROR_CODES.into_iter().find(|code| code.as_str() == name)
+    ErrorCode::parse(&tag(&v)?)
 }
 
 fn sdp_kind(v: JsValue) -> Option<SdpKind> {

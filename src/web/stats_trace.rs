@@ -227,11 +227,8 @@ impl Inner {
         let listeners = [
             listen("open", |inner, generation, socket, _| {
                 inner.trace.socket_open(socket, now());
-                for (g, resolve, reject) in std::mem::take(&mut inner.open_waiters) {
-                    match g == generation {
-                        true => inner.outbox.settle(resolve, generation.into()),
-                        false => inner.open_waiters.push((g, resolve, reject)),
-                    }
+                for (resolve, _) in inner.take_open_waiters(generation) {
+                    inner.outbox.settle(resolve, generation.into());
                 }
             }),
             listen("message", |inner, _, socket, event| {
@@ -274,12 +271,21 @@ impl Inner {
         });
     }
 
-    fn reject_open(&mut self, generation: u32, error: &SdkError) {
+    /// The `connect()` Promises of `generation` (resolve, reject), removed from the waiters.
+    fn take_open_waiters(&mut self, generation: u32) -> Vec<(Function, Function)> {
+        let mut mine = Vec::new();
         for (g, resolve, reject) in std::mem::take(&mut self.open_waiters) {
             match g == generation {
-                true => self.outbox.settle(reject, error_value(error)),
+                true => mine.push((resolve, reject)),
                 false => self.open_waiters.push((g, resolve, reject)),
             }
+        }
+        mine
+    }
+
+    fn reject_open(&mut self, generation: u32, error: &SdkError) {
+        for (_, reject) in self.take_open_waiters(generation) {
+            self.outbox.settle(reject, error_value(error));
         }
     }
 
