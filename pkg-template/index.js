@@ -21,6 +21,13 @@ export function load(wasm) {
   return loading;
 }
 
+/** `promise`, or after `ms` what `late()` returns; the timer is cleared either way. */
+function within(promise, ms, late) {
+  let timer;
+  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(late()), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 const randomId = () => Math.random().toString(36).slice(2, 12).padEnd(10, '0');
 
 /**
@@ -591,7 +598,7 @@ export class RoomSession extends Emitter {
     // Normally one collector ack (~100 ms). A collector that is down does not hold leave()
     // for the whole close grace: the trace keeps flushing in the background meanwhile.
     const flushMs = this.#config.stats?.leaveFlushMs ?? 1000;
-    await Promise.race([this.#stopStats(), new Promise((resolve) => setTimeout(resolve, flushMs))]);
+    await within(this.#stopStats(), flushMs, () => undefined);
   }
 
   /**
@@ -614,12 +621,9 @@ export class RoomSession extends Emitter {
       if (peer) peer._emit('stats', summary);
     });
     const opened = this.#trace.connect(stats.url, { token: stats.token });
-    const timeout = new Promise((_, reject) => setTimeout(
-      () => reject(Object.assign(new Error('the stats collector did not answer in time'), { code: 'stats-unavailable', fatal: false })),
-      stats.connectTimeoutMs ?? 5000,
-    ));
+    const late = () => Promise.reject(Object.assign(new Error('the stats collector did not answer in time'), { code: 'stats-unavailable', fatal: false }));
     try {
-      this.#traceGeneration = await Promise.race([opened, timeout]);
+      this.#traceGeneration = await within(opened, stats.connectTimeoutMs ?? 5000, late);
     } catch (err) {
       this.#traceGeneration = err.generation ?? this.#trace.generation;
       this._emit('error', err);
