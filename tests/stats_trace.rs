@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use rtcroom::stats::dump::{read_dump, write_dump, DumpEvent};
-use rtcroom::stats::trace::{AckMode, Action, Trace, TraceConfig, OVERFLOW_EVENT, RESUME_EVENT};
+use rtcroom::stats::trace::{AckMode, Action, Counters, Trace, TraceConfig, OVERFLOW_EVENT, RESUME_EVENT};
 use rtcroom::stats::value::Value;
 
 const T0: f64 = 1_712_345_678_000.0;
@@ -42,6 +42,8 @@ struct Sim {
     pcs: BTreeMap<u32, Vec<String>>,
     /// (generation, payload n) of every record the trace accepted.
     accepted: Vec<(u32, u64)>,
+    /// Latest counters seen per generation: the trace keeps only the last 16 finished ones.
+    counters: BTreeMap<u32, Counters>,
     next_payload: u64,
 }
 
@@ -58,6 +60,7 @@ impl Sim {
             detached: Vec::new(),
             pcs: BTreeMap::new(),
             accepted: Vec::new(),
+            counters: BTreeMap::new(),
             next_payload: 0,
         }
     }
@@ -88,6 +91,11 @@ impl Sim {
                 Action::Timer { generation, at } => {
                     self.timers.insert(generation, at);
                 }
+            }
+        }
+        for &g in &self.generations {
+            if let Some(c) = self.trace.counters(g) {
+                self.counters.insert(g, c);
             }
         }
     }
@@ -386,7 +394,11 @@ impl Sim {
         }
 
         for &g in &self.generations {
-            let counters = self.trace.counters(g).expect("counters of a finished generation");
+            let counters = self
+                .counters
+                .get(&g)
+                .cloned()
+                .expect("counters of a finished generation");
             let seqs = by_seq.remove(&g).unwrap_or_default();
             // Delivered messages form a prefix and are all in the dumps.
             for s in 0..counters.delivered {
@@ -530,6 +542,28 @@ proptest! {
         sim.settle();
         sim.check();
     }
+}
+
+/// Regression (CI seed): more than 16 generations in one run. The trace keeps counters of only
+/// the last 16 finished generations; every one of the 40 dumps must still check out.
+#[test]
+fn many_generations_outlive_the_finished_history() {
+    let mut sim = Sim::new(TraceConfig {
+        max_buffered: 6,
+        ..TraceConfig::default()
+    });
+    for round in 0..40 {
+        sim.apply(&Op::Connect);
+        sim.apply(&Op::Open(0));
+        sim.apply(&Op::Event { pc: None, back: 0 });
+        if round % 3 == 0 {
+            sim.apply(&Op::Close(round));
+        }
+    }
+    sim.settle();
+    assert!(sim.trace.counters(1).is_none(), "history is bounded");
+    assert_eq!(sim.counters.len(), 40);
+    sim.check();
 }
 
 fn sent_on(sim: &Sim, socket: u32) -> Vec<String> {
