@@ -59,6 +59,8 @@ export interface RoomSessionConfig {
     connectTimeoutMs?: number;
     /** How long leave() waits for the trace to be flushed (default 1000); it keeps flushing after. */
     leaveFlushMs?: number;
+    /** Trace `navigator.mediaDevices` calls made during the call (default true; see StatsTrace.traceMediaDevices). */
+    mediaDevices?: boolean;
   };
   /** Called with every RTCPeerConnection the session makes, before it is used. */
   onPeerConnection?: (pc: RTCPeerConnection, configuration: RTCConfiguration, peerId: string) => void;
@@ -113,6 +115,13 @@ export class StatsTrace {
   trace(pc: RTCPeerConnection, configuration?: RTCConfiguration, options?: { deferClose?: boolean }): () => void;
   /** Traces a local stream's tracks (stop, ended, mute, unmute); returns a function that stops. */
   traceStream(stream: MediaStream): () => void;
+  /**
+   * Traces getUserMedia / getDisplayMedia (call, OnSuccess with the stream's tracks, OnFailure
+   * with the error name), enumerateDevices (the device list) and `devicechange` of
+   * `mediaDevices` (default `navigator.mediaDevices`) into the generation current at each call.
+   * Returns a function that stops; the methods are restored when the last trace stops.
+   */
+  traceMediaDevices(mediaDevices?: MediaDevices): () => void;
   /** A custom event (`:name`) in the current dump. */
   event(name: string, data?: unknown): void;
   on<K extends keyof StatsTraceEvents>(name: K, listener: (detail: StatsTraceEvents[K]) => void): Unsubscribe;

@@ -306,6 +306,69 @@ function instrument(core, generation, pc, configuration, deferClose) {
   return untrace;
 }
 
+/** What rtcstats records of a media stream: its id and its tracks' state. */
+const dumpStream = (stream) => ({
+  id: stream.id,
+  tracks: stream.getTracks().map(({ id, kind, label, enabled, muted, readyState }) => ({ id, kind, label, enabled, muted, readyState })),
+});
+
+/** MediaDevices → { sinks, undo }: one set of wrappers per object, however many traces listen. */
+const mediaHooks = new WeakMap();
+let mediaCalls = 0;
+
+/**
+ * Wraps getUserMedia, getDisplayMedia and enumerateDevices on `md` (the instance: its prototype
+ * is untouched) and listens to `devicechange`, once for every sink. A sink returns a recorder
+ * bound to its current generation, or null: the result of a call goes to the generation that
+ * was current when it was made, never to a later one. The last sink to leave restores `md`.
+ */
+function hookMediaDevices(md, sink) {
+  let hook = mediaHooks.get(md);
+  if (!hook) {
+    const sinks = new Set();
+    const saved = [];
+    for (const name of ['getUserMedia', 'getDisplayMedia', 'enumerateDevices']) {
+      const original = md[name];
+      if (typeof original !== 'function') continue;
+      saved.push([name, Object.getOwnPropertyDescriptor(md, name)]);
+      const method = `navigator.mediaDevices.${name}`;
+      const enumerate = name === 'enumerateDevices';
+      md[name] = function (...args) {
+        const recs = [...sinks].map((s) => s()).filter(Boolean);
+        const id = `${name}-${mediaCalls++}`;
+        const rec = (m, value) => { for (const r of recs) r(m, value, id); };
+        if (!enumerate) rec(method, json(args[0]) ?? null);
+        const promise = original.apply(this, args);
+        Promise.resolve(promise).then(
+          (result) => (enumerate ? rec(method, [...result].map(json)) : rec(`${method}OnSuccess`, dumpStream(result))),
+          (err) => enumerate || rec(`${method}OnFailure`, err?.name ?? String(err)),
+        );
+        return promise;
+      };
+    }
+    const changed = () => { for (const s of sinks) s()?.('navigator.mediaDevices.ondevicechange', null); };
+    md.addEventListener?.('devicechange', changed);
+    hook = {
+      sinks,
+      undo() {
+        md.removeEventListener?.('devicechange', changed);
+        for (const [name, own] of saved) {
+          if (own) Object.defineProperty(md, name, own);
+          else delete md[name];
+        }
+      },
+    };
+    mediaHooks.set(md, hook);
+  }
+  hook.sinks.add(sink);
+  return () => {
+    if (hook.sinks.delete(sink) && hook.sinks.size === 0) {
+      hook.undo();
+      mediaHooks.delete(md);
+    }
+  };
+}
+
 /**
  * Traces calls to an rtcstats collector (`rtcroom-server`'s `/rtcstats`, or rtcstats-server)
  * in the rtcstats dump format, fileFormat 3. One `connect()` per call: each starts a new
@@ -319,6 +382,7 @@ export class StatsTrace extends Emitter {
   #loading = null;
   #queue = [];
   #pcs = new WeakMap(); // pc → { generation, untrace }
+  #media = new WeakMap(); // MediaDevices → untrace
   /** Stable across this object's generations and reconnects: ties its dumps together. */
   #id = randomId();
 
@@ -425,6 +489,32 @@ export class StatsTrace extends Emitter {
     return () => { cancelled = true; for (const f of undo.splice(0)) f(); };
   }
 
+  /**
+   * Traces `getUserMedia`, `getDisplayMedia` (call, then OnSuccess with the stream's tracks or
+   * OnFailure with the error name) and `enumerateDevices` (the device list) of `mediaDevices`
+   * (default `navigator.mediaDevices`), and its `devicechange` events, into the generation
+   * current at each call: nothing before `connect()`. Returns a function that stops; the
+   * object's own methods come back when the last trace stops.
+   */
+  traceMediaDevices(mediaDevices = globalThis.navigator?.mediaDevices) {
+    if (!mediaDevices) return () => {};
+    const earlier = this.#media.get(mediaDevices);
+    if (earlier) return earlier;
+    const sink = () => {
+      const core = this.#core;
+      const g = core?.generation;
+      if (g == null) return null;
+      return (method, value, id) => core.record(g, method, undefined, value, id == null ? undefined : [id]);
+    };
+    const unhook = hookMediaDevices(mediaDevices, sink);
+    const untrace = () => {
+      if (this.#media.get(mediaDevices) === untrace) this.#media.delete(mediaDevices);
+      unhook();
+    };
+    this.#media.set(mediaDevices, untrace);
+    return untrace;
+  }
+
   /** A custom event in the current dump (`:name`, never compressed). */
   event(name, data) {
     const method = String(name).startsWith(':') ? String(name) : `:${name}`;
@@ -503,6 +593,7 @@ export class RoomSession extends Emitter {
   #statsTimer = null;   // `stats` events without a collector
   #traceClosing = null;
   #traced = new Map();  // stream → untrace, for the tracks of streams given to addStream
+  #untraceMedia = null; // navigator.mediaDevices tracing (config.stats.mediaDevices)
   #preparing = null;
 
   constructor(config) {
@@ -628,6 +719,7 @@ export class RoomSession extends Emitter {
       this.#traceGeneration = err.generation ?? this.#trace.generation;
       this._emit('error', err);
     }
+    if (stats.mediaDevices !== false && this.#traceGeneration != null) this.#untraceMedia = this.#trace.traceMediaDevices();
   }
 
   async #pollPeers() {
@@ -648,6 +740,8 @@ export class RoomSession extends Emitter {
   #stopStats() {
     for (const untrace of this.#traced.values()) untrace();
     this.#traced.clear();
+    this.#untraceMedia?.();
+    this.#untraceMedia = null;
     clearInterval(this.#statsTimer);
     this.#statsTimer = null;
     const [trace, generation] = [this.#trace, this.#traceGeneration];

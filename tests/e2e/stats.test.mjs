@@ -103,6 +103,9 @@ for (const name of BROWSERS) {
         }
       };
       const { a, b } = await pair(room, { stats, iceServers }, { stats, iceServers });
+      // A camera switch during the call: both sessions trace navigator.mediaDevices.
+      const switched = await navigator.mediaDevices.getUserMedia({ video: true });
+      switched.getTracks().forEach((t) => t.stop());
       const samples = [];
       a.s.peer(b.s.localPeerId).on('stats', (s) => samples.push(s));
       await waitFor('two stats events', () => samples.length >= 2, 10000);
@@ -110,12 +113,14 @@ for (const name of BROWSERS) {
       await b.s.leave();
       window.RTCPeerConnection = Native;
       window.WebSocket = NativeSocket;
-      return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors], order };
+      const restored = !Object.hasOwn(navigator.mediaDevices, 'getUserMedia');
+      return { samples: structuredClone(samples), errors: [...a.log.errors, ...b.log.errors], order, restored };
     }, roomName('stats'), name === 'chromium', proxy.port)).finally(() => proxy.close());
     // Both traces are open before the first RTCPeerConnection exists (a's pc is made when b
     // joins, b's after its own trace opened).
     assert.deepEqual(result.order, ['trace-open', 'trace-open', 'pc', 'pc']);
     assert.deepEqual(result.errors, []);
+    assert.ok(result.restored, 'leave() restores navigator.mediaDevices');
     const last = result.samples.at(-1);
     assert.equal(last.localCandidateType, 'host');
     assert.ok(last.rttMs >= 0, `rtt ${last.rttMs}`);
@@ -138,6 +143,10 @@ for (const name of BROWSERS) {
         assert.ok(text.includes('turn:127.0.0.1:9'), 'the configuration is traced');
         assert.ok(!text.includes('turn-secret') && !text.includes('turn-user'), 'credentials are not');
       }
+      // The camera switch (the call's first getUserMedia happened before join: not in the dump).
+      const gum = dump.media.filter(([m]) => m.startsWith('navigator.mediaDevices.getUserMedia'));
+      assert.deepEqual(gum.map(([m]) => m), ['navigator.mediaDevices.getUserMedia', 'navigator.mediaDevices.getUserMediaOnSuccess']);
+      assert.deepEqual(gum[1][1].tracks.map((t) => t.kind), ['video']);
       assert.equal(dump.socket, 0);
       assert.equal(dump.firstSeq, 0);
       assert.equal(dump.closeCode, 1000, 'the SDK closes its trace normally');
@@ -158,6 +167,77 @@ for (const name of BROWSERS) {
       assert.deepEqual(pcMethods.slice(-2), ['PC_0:getStats', 'PC_0:close']);
       assert.ok(first('getStats') > first('onconnectionstatechange'), 'getStats is never the first event');
     }
+  });
+}
+
+for (const name of BROWSERS) {
+  test(`${name}: traceMediaDevices: getUserMedia, its failures and enumerateDevices land in the generation of the call`, async () => {
+    clearDumps();
+    const result = await withPage(name, (page) => page.evaluate(async () => {
+      const { sdk } = window.rt;
+      const url = `${location.origin.replace('http', 'ws')}/rtcstats`;
+      const md = navigator.mediaDevices;
+      const a = new sdk.StatsTrace();
+      const b = new sdk.StatsTrace();
+      const untraceA = a.traceMediaDevices();
+      const again = a.traceMediaDevices(); // idempotent: the same untrace, no second record
+      const untraceB = b.traceMediaDevices();
+      // Before connect(): no generation, nothing recorded (no event older than its dump).
+      (await md.getUserMedia({ audio: true })).getTracks().forEach((t) => t.stop());
+      const g = await a.connect(url);
+      await b.connect(url);
+      a.event('start');
+      const stream = await md.getUserMedia({ video: { width: 320, height: 240 }, audio: true });
+      stream.getTracks().forEach((t) => t.stop());
+      let failure = null;
+      try {
+        await md.getUserMedia({ video: { width: { exact: 99999 } } });
+      } catch (err) {
+        failure = err.name;
+      }
+      const devices = await md.enumerateDevices();
+      // A call made in generation g whose answer comes after the next connect(): never in g2.
+      const pending = md.getUserMedia({ audio: true });
+      const g2 = await a.connect(url);
+      (await pending).getTracks().forEach((t) => t.stop());
+      a.event('second');
+      untraceA();
+      const hookedForB = Object.hasOwn(md, 'getUserMedia');
+      (await md.getUserMedia({ video: true })).getTracks().forEach((t) => t.stop()); // b only
+      untraceB();
+      const restored = !Object.hasOwn(md, 'getUserMedia') && md.getUserMedia === MediaDevices.prototype.getUserMedia;
+      await a.close(g2);
+      await b.close();
+      return { g, g2, same: again === untraceA, failure, devices: devices.length, hookedForB, restored };
+    }));
+    assert.equal(result.same, true);
+    assert.equal(result.failure, 'OverconstrainedError');
+    assert.ok(result.devices >= 2, `devices: ${result.devices}`);
+    assert.equal(result.hookedForB, true, 'b still traces after a stopped');
+    assert.equal(result.restored, true, 'the last untrace restores the prototype method');
+    const dumps = await readDumps(dumpsDir);
+    assert.equal(dumps.length, 3, JSON.stringify(dumps.map((d) => d.reason ?? d.events)));
+    for (const dump of dumps) assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+    const ofA = (g) => dumps.find((d) => d.custom.length > 0 && d.generation === g);
+    const first = ofA(result.g);
+    const second = ofA(result.g2);
+    const third = dumps.find((d) => d !== first && d !== second);
+    const methods = (dump) => dump.media.map(([m]) => m.replace('navigator.mediaDevices.', ''));
+    // a's first call: the successful getUserMedia, the failed one, the devices, then the
+    // call pending at the next connect(), which may or may not have been answered before it.
+    assert.deepEqual(methods(first).slice(0, 5), ['getUserMedia', 'getUserMediaOnSuccess', 'getUserMedia', 'getUserMediaOnFailure', 'enumerateDevices']);
+    assert.deepEqual(first.media[0][1], { video: { width: 320, height: 240 }, audio: true }, 'the constraints');
+    assert.deepEqual(first.media[1][1].tracks.map((t) => [t.kind, t.readyState]).sort(), [['audio', 'live'], ['video', 'live']]);
+    assert.equal(first.media[3][1], 'OverconstrainedError');
+    assert.equal(first.media[0][2][0], first.media[1][2][0], 'a call and its answer share an id');
+    assert.equal(first.media[4][1].length, result.devices);
+    assert.ok(first.media[4][1].every((d) => typeof d.kind === 'string' && 'deviceId' in d));
+    assert.equal(methods(first)[5], 'getUserMedia');
+    assert.ok(methods(first).length <= 7);
+    assert.deepEqual(methods(second), [], 'the pending answer never reaches the next generation');
+    assert.deepEqual(second.custom.map(([m]) => m), [':second']);
+    // b saw every call a saw while connected, and the last one after a stopped.
+    assert.deepEqual(methods(third).filter((m) => m === 'getUserMedia').length, 4);
   });
 }
 

@@ -12,8 +12,10 @@
 //! included (so it equals the collector's last possible ack). `generation`, `socket` and
 //! `firstSeq` come from the header's extra object; null when it has none (dumps of other
 //! clients). With `--events`, `"list":[[seq|null, method, pc|null], …]` names every event
-//! after the header. `seq` counts up from `firstSeq` for every traced message; `:resume`
-//! markers carry none (null), and the collector's close line is not an event.
+//! after the header, `"custom"` the app's `:name` events with their values and `"media"` the
+//! `navigator.mediaDevices.*` / `MediaStreamTrack.*` events as [method, value, extra]. `seq`
+//! counts up from `firstSeq` for every traced message; `:resume` markers carry none (null),
+//! and the collector's close line is not an event.
 //!
 //! Exit code 0 when every file is ok, 1 otherwise (2 for a usage error). Unreadable files are
 //! reported as not ok (`line` 0).
@@ -64,6 +66,10 @@ struct Summary {
     /// With `--events`: the app's custom events (`:name`) with their values.
     #[serde(skip_serializing_if = "Option::is_none")]
     custom: Option<Vec<(String, Json)>>,
+    /// With `--events`: media events (`navigator.mediaDevices.*`, `MediaStreamTrack.*`) as
+    /// [method, value, extra].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<Vec<(String, Json, Json)>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +117,7 @@ fn summarize(path: &Path, with_events: bool) -> Result<Summary, Failure> {
     let mut get_stats = BTreeMap::new();
     let mut list = Vec::new();
     let mut custom = Vec::new();
+    let mut media = Vec::new();
     let mut next_seq = first_seq;
     for (index, event) in dump.events.iter().enumerate() {
         *methods.entry(event.method.clone()).or_insert(0) += 1;
@@ -135,9 +142,15 @@ fn summarize(path: &Path, with_events: bool) -> Result<Summary, Failure> {
             next_seq = next_seq.map(|s| s + 1.0);
             seq.map_or(Json::Null, number)
         };
+        let json = |v: &Value| serde_json::from_str(&v.to_json()).unwrap_or(Json::Null);
         if event.method.starts_with(':') && !marker {
-            let value = serde_json::from_str(&event.value.to_json()).unwrap_or(Json::Null);
-            custom.push((event.method.clone(), value));
+            custom.push((event.method.clone(), json(&event.value)));
+        }
+        if event.method.starts_with("navigator.mediaDevices.")
+            || event.method.starts_with("MediaStreamTrack.")
+        {
+            let extra = json(&Value::Array(event.extra.clone()));
+            media.push((event.method.clone(), json(&event.value), extra));
         }
         list.push((seq, event.method.clone(), event.pc.clone()));
     }
@@ -161,6 +174,7 @@ fn summarize(path: &Path, with_events: bool) -> Result<Summary, Failure> {
         close_code: number(dump.close_code),
         list: with_events.then_some(list),
         custom: with_events.then_some(custom),
+        media: with_events.then_some(media),
     })
 }
 
