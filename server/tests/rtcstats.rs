@@ -880,6 +880,7 @@ async fn rtcroom_dump_summarizes_a_dump_and_rejects_broken_ones() {
             "closeCode": 1000,
             "traceId": null,
             "custom": [[":app-event", {"note": "custom"}]],
+            "media": [],
             "list": [[0, "create", "PC_0"], [1, "createOffer", "PC_0"], [2, "setLocalDescription", "PC_0"],
                      [3, "onicecandidate", "PC_0"], [4, "onconnectionstatechange", "PC_0"],
                      [5, "getStats", "PC_0"], [6, "getStats", "PC_0"], [7, ":app-event", "PC_0"],
