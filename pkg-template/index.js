@@ -463,7 +463,9 @@ export class StatsTrace extends Emitter {
 
   /**
    * Traces a local stream's tracks: `MediaStreamTrack.stop`, `onended`, `onmute`, `onunmute`
-   * (pc null, value `"kind:trackId"`). Returns a function that stops tracing them.
+   * (pc null, value `"kind:trackId"`), `applyConstraints` (value the constraints) and
+   * `enabled = x` (value x; both with extra `["kind:trackId"]`). Returns a function that stops
+   * tracing them.
    */
   traceStream(stream) {
     const undo = [];
@@ -480,9 +482,29 @@ export class StatsTrace extends Emitter {
         });
         const stop = track.stop;
         track.stop = function () { rec('MediaStreamTrack.stop', track); return stop.apply(this, arguments); };
+        const applyConstraints = track.applyConstraints;
+        track.applyConstraints = function (constraints) {
+          core.record(g, 'MediaStreamTrack.applyConstraints', undefined, json(constraints) ?? null, [trackInfo(track)]);
+          return applyConstraints.apply(this, arguments);
+        };
+        // Muting by `track.enabled = false` is the UI's mute button: worth a line in the dump.
+        const enabled = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(track), 'enabled');
+        if (enabled?.get && enabled.set) {
+          Object.defineProperty(track, 'enabled', {
+            configurable: true,
+            enumerable: true,
+            get() { return enabled.get.call(this); },
+            set(value) {
+              core.record(g, 'MediaStreamTrack.enabled', undefined, Boolean(value), [trackInfo(track)]);
+              enabled.set.call(this, value);
+            },
+          });
+        }
         undo.push(() => {
           for (const [type, listener] of listeners) track.removeEventListener(type, listener);
           delete track.stop;
+          delete track.applyConstraints;
+          delete track.enabled;
         });
       }
     });

@@ -188,7 +188,6 @@ for (const name of BROWSERS) {
       await b.connect(url);
       a.event('start');
       const stream = await md.getUserMedia({ video: { width: 320, height: 240 }, audio: true });
-      stream.getTracks().forEach((t) => t.stop());
       let failure = null;
       try {
         await md.getUserMedia({ video: { width: { exact: 99999 } } });
@@ -196,6 +195,15 @@ for (const name of BROWSERS) {
         failure = err.name;
       }
       const devices = await md.enumerateDevices();
+      // The stream's tracks: mute, a constraint change, a stop.
+      const untraceStream = a.traceStream(stream);
+      const [video] = stream.getVideoTracks();
+      video.enabled = false;
+      await video.applyConstraints({ frameRate: 10 }).catch(() => {});
+      video.stop();
+      untraceStream();
+      const trackRestored = !Object.hasOwn(video, 'enabled') && !Object.hasOwn(video, 'stop');
+      stream.getTracks().forEach((t) => t.stop()); // not traced any more
       // A call made in generation g whose answer comes after the next connect(): never in g2.
       const pending = md.getUserMedia({ audio: true });
       const g2 = await a.connect(url);
@@ -208,7 +216,7 @@ for (const name of BROWSERS) {
       const restored = !Object.hasOwn(md, 'getUserMedia') && md.getUserMedia === MediaDevices.prototype.getUserMedia;
       await a.close(g2);
       await b.close();
-      return { g, g2, same: again === untraceA, failure, devices: devices.length, hookedForB, restored };
+      return { g, g2, same: again === untraceA, failure, devices: devices.length, hookedForB, restored, trackRestored, videoId: video.id };
     }));
     assert.equal(result.same, true);
     assert.equal(result.failure, 'OverconstrainedError');
@@ -232,8 +240,12 @@ for (const name of BROWSERS) {
     assert.equal(first.media[0][2][0], first.media[1][2][0], 'a call and its answer share an id');
     assert.equal(first.media[4][1].length, result.devices);
     assert.ok(first.media[4][1].every((d) => typeof d.kind === 'string' && 'deviceId' in d));
-    assert.equal(methods(first)[5], 'getUserMedia');
-    assert.ok(methods(first).length <= 7);
+    assert.deepEqual(methods(first).slice(5, 8), ['MediaStreamTrack.enabled', 'MediaStreamTrack.applyConstraints', 'MediaStreamTrack.stop']);
+    const video = `video:${result.videoId}`;
+    assert.deepEqual(first.media.slice(5, 8).map(([, value, extra]) => [value, extra]), [[false, [video]], [{ frameRate: 10 }, [video]], [video, []]]);
+    assert.equal(result.trackRestored, true, 'untrace restores the track');
+    assert.equal(methods(first)[8], 'getUserMedia');
+    assert.ok(methods(first).length <= 10);
     assert.deepEqual(methods(second), [], 'the pending answer never reaches the next generation');
     assert.deepEqual(second.custom.map(([m]) => m), [':second']);
     // b saw every call a saw while connected, and the last one after a stopped.
