@@ -306,6 +306,15 @@ function instrument(core, generation, pc, configuration, deferClose) {
   return untrace;
 }
 
+/** The property descriptor `obj` inherits for `name` (e.g. a canvas track's `enabled`). */
+function inherited(obj, name) {
+  for (let p = Object.getPrototypeOf(obj); p; p = Object.getPrototypeOf(p)) {
+    const d = Object.getOwnPropertyDescriptor(p, name);
+    if (d) return d;
+  }
+  return undefined;
+}
+
 /** What rtcstats records of a media stream: its id and its tracks' state. */
 const dumpStream = (stream) => ({
   id: stream.id,
@@ -488,7 +497,7 @@ export class StatsTrace extends Emitter {
           return applyConstraints.apply(this, arguments);
         };
         // Muting by `track.enabled = false` is the UI's mute button: worth a line in the dump.
-        const enabled = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(track), 'enabled');
+        const enabled = inherited(track, 'enabled');
         if (enabled?.get && enabled.set) {
           Object.defineProperty(track, 'enabled', {
             configurable: true,

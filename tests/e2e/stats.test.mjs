@@ -213,6 +213,12 @@ for (const name of BROWSERS) {
         s.getTracks().forEach((t) => t.stop());
         return 'OnSuccess';
       }, (err) => err.name);
+      // A canvas track inherits `enabled` from further up the prototype chain.
+      const canvas = document.createElement('canvas').captureStream();
+      const untraceCanvas = a.traceStream(canvas);
+      canvas.getVideoTracks()[0].enabled = false;
+      untraceCanvas();
+      canvas.getVideoTracks()[0].stop();
       a.event('second');
       untraceA();
       const hookedForB = Object.hasOwn(md, 'getUserMedia');
@@ -253,7 +259,7 @@ for (const name of BROWSERS) {
     assert.ok(methods(first).length <= 10);
     assert.ok(!methods(second).some((m) => m.startsWith('getUserMedia')), 'the pending answer never reaches the next generation');
     const outcome = result.display === 'OnSuccess' ? 'OnSuccess' : 'OnFailure';
-    assert.deepEqual(methods(second), ['getDisplayMedia', `getDisplayMedia${outcome}`]);
+    assert.deepEqual(methods(second), ['getDisplayMedia', `getDisplayMedia${outcome}`, 'MediaStreamTrack.enabled']);
     if (outcome === 'OnSuccess') assert.deepEqual(second.media[1][1].tracks.map((t) => t.kind), ['video']);
     else assert.equal(second.media[1][1], result.display);
     assert.deepEqual(second.custom.map(([m]) => m), [':second']);
