@@ -491,9 +491,11 @@ export class StatsTrace extends Emitter {
         });
         const stop = track.stop;
         track.stop = function () { rec('MediaStreamTrack.stop', track); return stop.apply(this, arguments); };
+        // Calls with a value of their own name the track in `extra`.
+        const recValue = (method, value) => core.record(g, method, undefined, value, [trackInfo(track)]);
         const applyConstraints = track.applyConstraints;
         track.applyConstraints = function (constraints) {
-          core.record(g, 'MediaStreamTrack.applyConstraints', undefined, json(constraints) ?? null, [trackInfo(track)]);
+          recValue('MediaStreamTrack.applyConstraints', json(constraints) ?? null);
           return applyConstraints.apply(this, arguments);
         };
         // Muting by `track.enabled = false` is the UI's mute button: worth a line in the dump.
@@ -504,7 +506,7 @@ export class StatsTrace extends Emitter {
             enumerable: true,
             get() { return enabled.get.call(this); },
             set(value) {
-              core.record(g, 'MediaStreamTrack.enabled', undefined, Boolean(value), [trackInfo(track)]);
+              recValue('MediaStreamTrack.enabled', Boolean(value));
               enabled.set.call(this, value);
             },
           });
