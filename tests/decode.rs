@@ -90,7 +90,7 @@ fn map_server<A, B>(m: ServerMsg<A>, f: &impl Fn(A) -> B) -> ServerMsg<B> {
         },
         ServerMsg::RoomFull { room, capacity } => ServerMsg::RoomFull { room, capacity },
         ServerMsg::Error { code, message, fatal } => ServerMsg::Error { code, message, fatal },
-        ServerMsg::Pong { ts } => ServerMsg::Pong { ts },
+        ServerMsg::Pong { ts, resume_token } => ServerMsg::Pong { ts, resume_token },
     }
 }
 
@@ -197,6 +197,8 @@ const VALID_SERVER: &[&str] = &[
     r#"{"type":"pong","ts":-0}"#,
     r#"{"type":"pong","ts":1e400}"#,
     r#"{"type":"pong","ts":-1.5e-300}"#,
+    r#"{"type":"pong","ts":5,"resumeToken":"a~b"}"#,
+    r#"{"type":"pong","resumeToken":7}"#,
     r#"{"type":"pong","room":null,"peer":null,"code":null,"unknown":"x"}"#,
     // serde's externally tagged form of unit enum variants.
     r#"{"type":{"pong":null}}"#,

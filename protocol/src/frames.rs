@@ -137,7 +137,10 @@ impl<J> TryFrom<ServerFrame<J>> for ServerMsg<J> {
                 message: f.message.unwrap_or_default(),
                 fatal: f.fatal.unwrap_or(false),
             },
-            ServerKind::Pong => ServerMsg::Pong { ts: f.ts },
+            ServerKind::Pong => ServerMsg::Pong {
+                ts: f.ts,
+                resume_token: f.resume_token,
+            },
         })
     }
 }

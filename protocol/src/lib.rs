@@ -142,7 +142,64 @@ pub enum ServerMsg<J> {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         ts: Option<f64>,
+        /// A fresh resume token replacing the one from `joined` (tokens are short-lived, so the
+        /// server renews them on every heartbeat; the previous one stays valid until the next).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
+}
+
+/// WebSocket close codes of `/signal`, and what a client does after each. The server closes
+/// with these and the SDK decides from [`close::recovery`]: only a refusal of who the client is
+/// (authentication, authorization, a resume elsewhere, a kick) ends a session; everything else
+/// reconnects and resumes with the same peer id.
+pub mod close {
+    /// After `leave`, or after `room-full`.
+    pub const NORMAL: u16 = 1000;
+    /// The server shuts down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// Authentication or authorization refused (the reason says why), or a fatal `error` frame
+    /// came first.
+    pub const POLICY: u16 = 1008;
+    /// A frame far over the size limit (4x `--max-frame-bytes`); smaller excess is a non-fatal
+    /// `frame-too-large` error.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server or this address is at its connection limit.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Another connection resumed this peer.
+    pub const REPLACED: u16 = 4000;
+    /// The client did not read its frames fast enough.
+    pub const TOO_SLOW: u16 = 4001;
+    /// Nothing arrived from the client within the heartbeat timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// No `join` within the join deadline after the upgrade.
+    pub const JOIN_TIMEOUT: u16 = 4003;
+    /// Too many limit violations: removed from the room (`peer-left` reason `kicked`).
+    pub const KICKED: u16 = 4004;
+
+    /// What a client does after a close.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Recovery {
+        /// Reconnect with backoff and resume (same peer id while the server keeps it).
+        Reconnect,
+        /// The server refused this client: the session is over (`unauthorized`).
+        Refused,
+        /// This peer lives on in another connection: the session is over.
+        Replaced,
+        /// Removed for violations: the session is over.
+        Kicked,
+    }
+
+    pub fn recovery(code: u16) -> Recovery {
+        match code {
+            POLICY => Recovery::Refused,
+            REPLACED => Recovery::Replaced,
+            KICKED => Recovery::Kicked,
+            _ => Recovery::Reconnect,
+        }
+    }
 }
 
 /// Machine-readable error codes of `error` frames.
@@ -296,12 +353,14 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
-/// Room names: 1–64 characters from `[A-Za-z0-9_.-]`, so they are safe in paths and logs.
+/// Room names: 1–64 characters from `[A-Za-z0-9_.-]`, not only dots (`.` and `..` mean
+/// something else in paths), so they are safe in paths and logs.
 pub fn valid_room_name(room: &str) -> bool {
     (1..=64).contains(&room.len())
         && room
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && room.bytes().any(|b| b != b'.')
 }
 
 /// Peer ids follow the same rule as room names.

@@ -185,8 +185,32 @@ fn version_negotiation_picks_the_highest_common_version() {
 #[test]
 fn room_names_are_path_and_log_safe() {
     assert!(valid_room_name("team-42_a.b"));
-    for bad in ["", "a b", "a/b", "ü", &"x".repeat(65)] {
+    assert!(valid_room_name(".a") && valid_room_name("..x"));
+    for bad in ["", "a b", "a/b", "ü", &"x".repeat(65), ".", "..", "..."] {
         assert!(!valid_room_name(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn only_refusals_of_the_client_end_a_session() {
+    use rtcroom_protocol::close::{self, recovery, Recovery};
+    assert_eq!(recovery(close::POLICY), Recovery::Refused);
+    assert_eq!(recovery(close::REPLACED), Recovery::Replaced);
+    assert_eq!(recovery(close::KICKED), Recovery::Kicked);
+    for code in [
+        close::NORMAL,
+        close::GOING_AWAY,
+        close::INVALID_DATA,
+        close::TOO_BIG,
+        close::TRY_AGAIN_LATER,
+        close::TOO_SLOW,
+        close::HEARTBEAT_TIMEOUT,
+        close::JOIN_TIMEOUT,
+        1006,
+        4408,
+        4999,
+    ] {
+        assert_eq!(recovery(code), Recovery::Reconnect, "{code}");
     }
 }
 

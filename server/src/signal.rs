@@ -291,7 +291,13 @@ impl Connection {
             ClientMsg::Signal { to, payload } => self.app.hub().signal(conn, &to, &payload),
             ClientMsg::Metadata { metadata } => self.app.hub().update_metadata(conn, metadata),
             ClientMsg::Leave => self.app.hub().leave(conn),
-            ClientMsg::Ping { ts } => self.app.hub().reply(conn, &ServerMsg::Pong { ts }),
+            ClientMsg::Ping { ts } => self.app.hub().reply(
+                conn,
+                &ServerMsg::Pong {
+                    ts,
+                    resume_token: None,
+                },
+            ),
         }
     }
 }

@@ -427,7 +427,12 @@ impl<J: Clone> Session<J> {
                     self.out.push(SessionAction::Error(error));
                 }
             }
-            ServerMsg::Pong { .. } => {}
+            ServerMsg::Pong { resume_token, .. } => {
+                // Tokens are short-lived: the newest one is what a resume presents.
+                if resume_token.is_some() {
+                    self.resume_token = resume_token;
+                }
+            }
         }
     }
 

@@ -246,7 +246,7 @@ pub fn server_msg(v: &JsValue) -> Option<ServerMsg<Js>> {
             message: message.unwrap_or_default(),
             fatal: fatal.unwrap_or(false),
         },
-        "pong" => ServerMsg::Pong { ts },
+        "pong" => ServerMsg::Pong { ts, resume_token },
         _ => return None,
     })
 }

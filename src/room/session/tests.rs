@@ -177,7 +177,13 @@ fn signaling_drop_reconnects_and_resumes_without_touching_peers() {
         Some(1460.0),
         "ping due before c's grace (15 s) ends"
     );
-    s.message(ServerMsg::Pong { ts: None }, 15_000.0); // stay alive for the heartbeat
+    s.message(
+        ServerMsg::Pong {
+            ts: None,
+            resume_token: None,
+        },
+        15_000.0,
+    ); // stay alive for the heartbeat
     s.tick(15_469.0);
     assert!(!s.drain().iter().any(|a| matches!(a, A::PeerLeft { .. })));
     s.tick(15_470.0);
@@ -358,7 +364,13 @@ fn heartbeat_pings_then_times_out_silence() {
     assert_eq!(s.next_wake(), Some(1010.0));
     s.tick(1010.0);
     assert_eq!(s.drain(), vec![A::Send(ClientMsg::Ping { ts: Some(1010.0) })]);
-    s.message(ServerMsg::Pong { ts: Some(1010.0) }, 1015.0);
+    s.message(
+        ServerMsg::Pong {
+            ts: Some(1010.0),
+            resume_token: None,
+        },
+        1015.0,
+    );
     s.tick(2010.0);
     s.tick(3010.0);
     s.drain();
