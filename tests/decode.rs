@@ -364,8 +364,12 @@ fn server_encoded_frames_decode_to_the_same_value() {
         },
         ServerMsg::Pong {
             ts: Some(1732201234567.5),
+            resume_token: Some("ab~cd".into()),
         },
-        ServerMsg::Pong { ts: None },
+        ServerMsg::Pong {
+            ts: None,
+            resume_token: None,
+        },
     ];
     for code in ALL_CODES {
         let code: ErrorCode = serde_json::from_value(json!(code)).unwrap();
