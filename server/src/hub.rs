@@ -7,6 +7,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -19,35 +23,74 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::resume::ResumeKeys;
+use crate::resume::{Binding, ResumeKeys};
 
 /// Opaque JSON the server relays without interpreting (signal payloads, metadata).
 pub type Raw = Box<RawValue>;
 /// Identifies one WebSocket connection for its whole life.
 pub type ConnId = u64;
 
+/// Frames waiting for a client's socket before it counts as too slow (the channel's size).
+pub const OUTGOING_QUEUE: usize = 1024;
+/// The part of [`OUTGOING_QUEUE`] the other members' frames may take; the rest stays free for
+/// the server's own frames (presence, errors, pongs).
+const RELAY_BUDGET: usize = OUTGOING_QUEUE * 3 / 4;
+/// What one member may always have queued towards another, however full the room.
+const MIN_SHARE: usize = 16;
+
 /// What a connection task writes to its socket.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Outgoing {
     Text(Utf8Bytes),
+    /// A frame another member caused: it holds that member's share of this queue until written.
+    Shared(Utf8Bytes, ShareGuard),
+    /// A WebSocket ping now (the resume probe).
+    Ping,
     /// Send a close frame and end the connection.
     Close(u16, &'static str),
 }
 
-/// WebSocket close codes the server uses.
-pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
-    /// Another connection resumed this peer.
-    pub const REPLACED: u16 = 4000;
+/// WebSocket close codes the server uses: the protocol's table (one definition).
+pub use rtcroom_protocol::close as close_code;
+
+/// One frame counted against a sender's share of a receiver's queue; dropping it (the frame
+/// was written, or the queue went away) gives the place back.
+#[derive(Debug)]
+pub struct ShareGuard(Arc<AtomicU32>);
+
+impl ShareGuard {
+    fn take(counter: &Arc<AtomicU32>) -> ShareGuard {
+        counter.fetch_add(1, Ordering::Relaxed);
+        ShareGuard(counter.clone())
+    }
 }
 
-/// The hub's side of a connection: its outgoing channel and a switch that ends it.
+impl Drop for ShareGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The hub's side of a connection: its outgoing channel, a switch that ends it, a count of the
+/// frames it received (any sign of life, for the resume probe) and whether it is in a room (for
+/// the join deadline).
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     pub tx: mpsc::Sender<Outgoing>,
     pub kill: CancellationToken,
+    pub seen: Arc<AtomicU64>,
+    pub member: Arc<AtomicBool>,
+}
+
+impl ConnHandle {
+    pub fn new(tx: mpsc::Sender<Outgoing>) -> ConnHandle {
+        ConnHandle {
+            tx,
+            kill: CancellationToken::new(),
+            seen: Arc::default(),
+            member: Arc::default(),
+        }
+    }
 }
 
 /// Room and resume limits.
@@ -60,6 +103,12 @@ pub struct HubLimits {
     pub resume_grace: Duration,
     /// Frames kept for a peer while it reconnects.
     pub resume_queue: usize,
+    /// A resume token stays valid this long after it was issued or renewed (renewal comes with
+    /// every `pong`): the resume grace plus the longest a connected client may stay silent.
+    pub token_ttl: Duration,
+    /// How long a resume waits for a sign of life from the socket it would replace: a live
+    /// socket keeps its peer (a bystander with a leaked token cannot take it over).
+    pub resume_probe: Duration,
 }
 
 impl Default for HubLimits {
@@ -69,6 +118,8 @@ impl Default for HubLimits {
             max_rooms: 10_000,
             resume_grace: Duration::from_secs(10),
             resume_queue: 256,
+            token_ttl: Duration::from_secs(40),
+            resume_probe: Duration::from_secs(2),
         }
     }
 }
@@ -83,6 +134,8 @@ pub struct JoinRequest {
     pub capacity: Option<u32>,
     /// The peer id a token names (else the server assigns one).
     pub peer_id: Option<String>,
+    /// Who the authenticated client is (from its JWT); resume tokens are bound to it.
+    pub principal: Binding,
 }
 
 struct Peer {
@@ -90,10 +143,15 @@ struct Peer {
     metadata: Option<Raw>,
     /// `None` while the socket is gone and the peer may still resume.
     conn: Option<ConnId>,
-    resume_token: String,
+    /// The tokens that resume this peer: the newest and the one before it (a renewal may be
+    /// lost with the socket that carried it).
+    tokens: [String; 2],
+    principal: Binding,
     gone_since: Option<Instant>,
     /// Frames for this peer while it has no socket, delivered in order on resume.
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<(Utf8Bytes, Option<ShareGuard>)>,
+    /// Per sending connection: its frames queued for this peer (live or while away).
+    shares: HashMap<ConnId, Arc<AtomicU32>>,
 }
 
 struct Room {
@@ -119,6 +177,41 @@ struct Membership {
 struct Conn {
     handle: ConnHandle,
     member: Option<Membership>,
+    /// It sent `leave`: a socket joins once.
+    left: bool,
+}
+
+/// A resume that waits to see whether the socket it would replace is alive.
+struct Takeover {
+    conn: ConnId,
+    old: ConnId,
+    room: String,
+    peer_id: String,
+    version: u32,
+    /// The old socket's frame count when the probe started.
+    seen: u64,
+    deadline: Instant,
+}
+
+/// Who caused a frame for a receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The server's own frames: replies, errors, timeouts.
+    Server,
+    /// Another member's relay or metadata: it must fit in that member's share.
+    Relay(ConnId),
+    /// Another member's join or leave: counted in its share, never dropped (presence must not
+    /// go out of step).
+    Presence(ConnId),
+}
+
+/// Why a frame for a peer was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// The sender already has its fair share of the receiver's queue.
+    Share,
+    /// The peer is away and its resume queue is full.
+    Away,
 }
 
 /// What `GET /rooms/{room}` shows.
@@ -144,10 +237,10 @@ pub struct Hub {
     limits: HubLimits,
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<String, Room>,
-    /// resume token → (room, peer id), for tokens of this epoch
-    tokens: HashMap<String, (String, String)>,
-    /// Tokens of an earlier epoch (before a restart) already used to restore a peer.
-    restored: std::collections::HashSet<String>,
+    /// Tokens of an earlier epoch (before a restart) already used to restore a peer, with
+    /// their expiry (unix ms): single use, and forgotten once they could not verify anyway.
+    restored: HashMap<String, u64>,
+    takeovers: Vec<Takeover>,
     keys: ResumeKeys,
     next_conn: ConnId,
 }
@@ -157,7 +250,8 @@ fn encode(msg: &ServerMsg<&RawValue>) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
 }
 
-/// Writes to one connection; a full channel means the client cannot keep up: cut it off.
+/// Writes to one connection; a full channel means the client cannot keep up: cut it off (it
+/// keeps its place for the resume grace, and the SDK resumes).
 fn send(conns: &HashMap<ConnId, Conn>, conn: ConnId, out: Outgoing) {
     if let Some(c) = conns.get(&conn) {
         if let Err(mpsc::error::TrySendError::Full(_)) = c.handle.tx.try_send(out) {
@@ -175,18 +269,50 @@ fn error_frame(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Utf8
     })
 }
 
-/// Delivers to a peer now, or queues it while the peer is away. False if the queue is full.
-fn deliver(conns: &HashMap<ConnId, Conn>, peer: &mut Peer, frame: Utf8Bytes, queue_limit: usize) -> bool {
+/// How many frames one member may have queued towards another in a room of `members`: an
+/// equal part of the budget, so no crowd of senders can fill a receiver's queue into a kick.
+fn fair_share(budget: usize, members: usize) -> u32 {
+    (budget / members.saturating_sub(1).max(1)).max(MIN_SHARE) as u32
+}
+
+/// Delivers to a peer now, or queues it while the peer is away.
+fn deliver(
+    conns: &HashMap<ConnId, Conn>,
+    peer: &mut Peer,
+    frame: Utf8Bytes,
+    cause: Cause,
+    members: usize,
+    queue_limit: usize,
+) -> Result<(), Refused> {
+    let guard = match cause {
+        Cause::Server => None,
+        Cause::Relay(from) | Cause::Presence(from) => {
+            let counter = peer.shares.entry(from).or_default();
+            let budget = if peer.conn.is_some() {
+                RELAY_BUDGET
+            } else {
+                queue_limit
+            };
+            if cause == Cause::Relay(from) && counter.load(Ordering::Relaxed) >= fair_share(budget, members) {
+                return Err(Refused::Share);
+            }
+            Some(ShareGuard::take(counter))
+        }
+    };
     match peer.conn {
         Some(conn) => {
-            send(conns, conn, Outgoing::Text(frame));
-            true
+            let out = match guard {
+                Some(guard) => Outgoing::Shared(frame, guard),
+                None => Outgoing::Text(frame),
+            };
+            send(conns, conn, out);
+            Ok(())
         }
         None if peer.queue.len() < queue_limit => {
-            peer.queue.push_back(frame);
-            true
+            peer.queue.push_back((frame, guard));
+            Ok(())
         }
-        None => false,
+        None => Err(Refused::Away),
     }
 }
 
@@ -211,8 +337,8 @@ impl Hub {
             limits,
             conns: HashMap::new(),
             rooms: HashMap::new(),
-            tokens: HashMap::new(),
-            restored: Default::default(),
+            restored: HashMap::new(),
+            takeovers: Vec::new(),
             keys,
             next_conn: 1,
         }
@@ -222,7 +348,14 @@ impl Hub {
     pub fn register(&mut self, handle: ConnHandle) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
-        self.conns.insert(id, Conn { handle, member: None });
+        self.conns.insert(
+            id,
+            Conn {
+                handle,
+                member: None,
+                left: false,
+            },
+        );
         id
     }
 
@@ -242,17 +375,49 @@ impl Hub {
         }
     }
 
-    /// Sends a frame to one connection (e.g. `pong`).
+    /// Sends a frame to one connection.
     pub fn reply(&self, conn: ConnId, msg: &ServerMsg<&RawValue>) {
         send(&self.conns, conn, Outgoing::Text(encode(msg)));
     }
 
-    pub fn join(&mut self, conn: ConnId, req: JoinRequest) {
+    /// `ping`: answered by `pong`, with a renewed resume token for a member.
+    pub fn ping(&mut self, conn: ConnId, ts: Option<f64>) {
+        let resume_token = self.renew_token(conn);
+        self.reply(conn, &ServerMsg::Pong { ts, resume_token });
+    }
+
+    fn renew_token(&mut self, conn: ConnId) -> Option<String> {
+        let Membership { room, peer_id } = self.conns.get(&conn)?.member.as_ref()?;
+        let peer = self.rooms.get_mut(room)?.peer_mut(peer_id)?;
+        let token = self
+            .keys
+            .issue(room, peer_id, &peer.principal, self.limits.token_ttl);
+        let [newest, _] = std::mem::take(&mut peer.tokens);
+        peer.tokens = [token.clone(), newest];
+        Some(token)
+    }
+
+    fn set_member(&mut self, conn: ConnId, member: Option<Membership>) {
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.handle.member.store(member.is_some(), Ordering::Relaxed);
+            state.member = member;
+        }
+    }
+
+    pub fn join(&mut self, conn: ConnId, req: JoinRequest, now: Instant) {
         let Some(state) = self.conns.get(&conn) else {
             return;
         };
-        if state.member.is_some() {
+        if state.member.is_some() || self.takeovers.iter().any(|t| t.conn == conn) {
             return self.reject(conn, ErrorCode::InvalidState, "already joined", false);
+        }
+        if state.left {
+            return self.reject(
+                conn,
+                ErrorCode::InvalidState,
+                "this connection left its room; open a new one to join again",
+                false,
+            );
         }
         let Some(version) = negotiate_version(req.version) else {
             return self.reject(
@@ -266,7 +431,7 @@ impl Hub {
             return self.reject(
                 conn,
                 ErrorCode::InvalidArgument,
-                "room names are 1-64 of [A-Za-z0-9_.-]",
+                "room names are 1-64 of [A-Za-z0-9_.-], not only dots",
                 true,
             );
         }
@@ -279,7 +444,7 @@ impl Hub {
             );
         }
         if let Some(token) = req.resume.clone() {
-            return self.resume(conn, &token, req, version);
+            return self.resume(conn, &token, req, version, now);
         }
         if let Some(id) = req.peer_id.as_deref() {
             if !valid_peer_id(id) {
@@ -338,7 +503,9 @@ impl Hub {
                 }
             },
         };
-        let token = self.keys.issue(&req.room, &id);
+        let token = self
+            .keys
+            .issue(&req.room, &id, &req.principal, self.limits.token_ttl);
         let joined = encode(&ServerMsg::Joined {
             version,
             room: req.room.clone(),
@@ -362,115 +529,202 @@ impl Hub {
             },
         });
         send(&self.conns, conn, Outgoing::Text(joined));
-        let queue_limit = self.limits.resume_queue;
+        let (members, queue_limit) = (room.peers.len() + 1, self.limits.resume_queue);
         for other in &mut room.peers {
-            deliver(&self.conns, other, announce.clone(), queue_limit);
+            let _ = deliver(
+                &self.conns,
+                other,
+                announce.clone(),
+                Cause::Presence(conn),
+                members,
+                queue_limit,
+            );
         }
         room.peers.push(Peer {
             id: id.clone(),
             metadata: req.metadata,
             conn: Some(conn),
-            resume_token: token.clone(),
+            tokens: [token, String::new()],
+            principal: req.principal,
             gone_since: None,
             queue: VecDeque::new(),
+            shares: HashMap::new(),
         });
-        self.tokens.insert(token, (req.room.clone(), id.clone()));
-        if let Some(state) = self.conns.get_mut(&conn) {
-            state.member = Some(Membership {
+        self.set_member(
+            conn,
+            Some(Membership {
                 room: req.room,
                 peer_id: id,
-            });
-        }
+            }),
+        );
     }
 
     /// A returning peer: same id, fresh token, queued frames in order, no leave/join for others.
-    /// A token from before a server restart restores the peer under its old id (once).
-    fn resume(&mut self, conn: ConnId, token: &str, mut req: JoinRequest, version: u32) {
-        let Some(claim) = self.keys.verify(token).filter(|c| c.room == req.room) else {
-            return self.reject(
-                conn,
-                ErrorCode::InvalidResume,
-                "unknown or expired resume token",
-                false,
-            );
+    /// The token must be authentic, unexpired, for this room, bound to the same authenticated
+    /// identity, and (within this process) the peer's current one. A token from before a server
+    /// restart restores the peer under its old id, once.
+    fn resume(&mut self, conn: ConnId, token: &str, mut req: JoinRequest, version: u32, now: Instant) {
+        let invalid = |hub: &Hub, why: &str| hub.reject(conn, ErrorCode::InvalidResume, why, false);
+        let Some(claim) = self
+            .keys
+            .verify(token, unix_ms())
+            .filter(|c| c.room == req.room && c.binding == req.principal)
+        else {
+            return invalid(self, "unknown or expired resume token");
         };
         if claim.epoch != self.keys.epoch {
-            if !self.restored.insert(token.to_string()) {
-                return self.reject(conn, ErrorCode::InvalidResume, "resume token already used", false);
+            self.restored.retain(|_, expiry| *expiry >= unix_ms());
+            if self.restored.insert(token.to_string(), claim.expiry_ms).is_some() {
+                return invalid(self, "resume token already used");
             }
             req.peer_id = Some(claim.peer);
             return self.admit(conn, req, version, true);
         }
-        let Some((room_name, peer_id)) = self.tokens.get(token).cloned() else {
-            return self.reject(
-                conn,
-                ErrorCode::InvalidResume,
-                "unknown or expired resume token",
-                false,
-            );
+        let Some(peer) = self
+            .rooms
+            .get(&req.room)
+            .and_then(|room| room.peer(&claim.peer))
+            .filter(|peer| peer.tokens.iter().any(|t| t == token))
+        else {
+            return invalid(self, "unknown or expired resume token");
         };
-        let Some(room) = self.rooms.get_mut(&room_name) else {
-            return self.reject(
+        // The old socket may be dead without the server knowing yet: then this connection
+        // replaces it. If it answers a ping, its peer is alive and stays.
+        if let Some(old) = peer.conn {
+            let Some(old_state) = self.conns.get(&old) else {
+                return self.complete_resume(conn, &req.room, &claim.peer, version);
+            };
+            let seen = old_state.handle.seen.load(Ordering::Relaxed);
+            send(&self.conns, old, Outgoing::Ping);
+            if let Some(state) = self.conns.get(&conn) {
+                state.handle.member.store(true, Ordering::Relaxed);
+            }
+            self.takeovers.push(Takeover {
                 conn,
-                ErrorCode::InvalidResume,
-                "unknown or expired resume token",
-                false,
-            );
+                old,
+                room: req.room,
+                peer_id: claim.peer,
+                version,
+                seen,
+                deadline: now + self.limits.resume_probe,
+            });
+            return;
+        }
+        self.complete_resume(conn, &req.room, &claim.peer, version);
+    }
+
+    fn complete_resume(&mut self, conn: ConnId, room_name: &str, peer_id: &str, version: u32) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return self.reject(conn, ErrorCode::InvalidResume, "the room is gone", false);
         };
-        let capacity = room.capacity;
-        let others: Vec<PeerInfo<&RawValue>> = room
-            .peers
-            .iter()
-            .filter(|p| p.id != peer_id)
-            .map(|p| PeerInfo {
-                id: p.id.clone(),
-                metadata: p.metadata.as_deref(),
-            })
-            .collect();
-        let new_token = self.keys.issue(&room_name, &peer_id);
+        let Some(principal) = room.peer(peer_id).map(|p| p.principal.clone()) else {
+            return self.reject(conn, ErrorCode::InvalidResume, "the peer has left", false);
+        };
+        let token = self
+            .keys
+            .issue(room_name, peer_id, &principal, self.limits.token_ttl);
         let joined = encode(&ServerMsg::Joined {
             version,
-            room: room_name.clone(),
-            peer_id: peer_id.clone(),
-            resume_token: new_token.clone(),
-            peers: others,
-            capacity,
+            room: room_name.to_string(),
+            peer_id: peer_id.to_string(),
+            resume_token: token.clone(),
+            peers: room
+                .peers
+                .iter()
+                .filter(|p| p.id != peer_id)
+                .map(|p| PeerInfo {
+                    id: p.id.clone(),
+                    metadata: p.metadata.as_deref(),
+                })
+                .collect(),
+            capacity: room.capacity,
             resumed: true,
         });
-        let Some(peer) = room.peer_mut(&peer_id) else {
-            return self.reject(
-                conn,
-                ErrorCode::InvalidResume,
-                "unknown or expired resume token",
-                false,
-            );
+        let Some(peer) = room.peer_mut(peer_id) else {
+            return;
         };
-        // The old socket may not have noticed it is dead yet: this connection replaces it.
-        if let Some(old) = peer.conn.replace(conn) {
-            if let Some(old_state) = self.conns.get_mut(&old) {
-                old_state.member = None;
-            }
+        // Spent: only the new token resumes this peer from now on.
+        peer.tokens = [token, String::new()];
+        let old = peer.conn.replace(conn);
+        peer.gone_since = None;
+        let queued: Vec<(Utf8Bytes, Option<ShareGuard>)> = peer.queue.drain(..).collect();
+        send(&self.conns, conn, Outgoing::Text(joined));
+        for (frame, guard) in queued {
+            let out = match guard {
+                Some(guard) => Outgoing::Shared(frame, guard),
+                None => Outgoing::Text(frame),
+            };
+            send(&self.conns, conn, out);
+        }
+        if let Some(old) = old.filter(|&old| old != conn) {
+            self.set_member(old, None);
             send(
                 &self.conns,
                 old,
                 Outgoing::Close(close_code::REPLACED, "resumed elsewhere"),
             );
         }
-        peer.gone_since = None;
-        peer.resume_token = new_token.clone();
-        let queued: Vec<Utf8Bytes> = peer.queue.drain(..).collect();
-        send(&self.conns, conn, Outgoing::Text(joined));
-        for frame in queued {
-            send(&self.conns, conn, Outgoing::Text(frame));
+        self.set_member(
+            conn,
+            Some(Membership {
+                room: room_name.to_string(),
+                peer_id: peer_id.to_string(),
+            }),
+        );
+    }
+
+    /// Settles resume probes: a sign of life from the old socket keeps its peer there; silence
+    /// until the deadline (or the old socket closing) hands the peer to the new connection.
+    fn settle_takeovers(&mut self, now: Instant) {
+        enum Verdict {
+            Wait,
+            Drop,
+            Refuse(&'static str),
+            Resume,
         }
-        self.tokens.remove(token);
-        self.tokens
-            .insert(new_token, (room_name.clone(), peer_id.clone()));
-        if let Some(state) = self.conns.get_mut(&conn) {
-            state.member = Some(Membership {
-                room: room_name,
-                peer_id,
-            });
+        let mut i = 0;
+        while i < self.takeovers.len() {
+            let t = &self.takeovers[i];
+            let owner = self
+                .rooms
+                .get(&t.room)
+                .and_then(|r| r.peer(&t.peer_id))
+                .map(|p| p.conn);
+            let old_seen = self
+                .conns
+                .get(&t.old)
+                .map(|c| c.handle.seen.load(Ordering::Relaxed));
+            let verdict = if !self.conns.contains_key(&t.conn) {
+                Verdict::Drop
+            } else {
+                match owner {
+                    None => Verdict::Refuse("the peer has left"),
+                    // The old socket closed meanwhile: the peer waits for exactly this resume.
+                    Some(None) => Verdict::Resume,
+                    Some(Some(c)) if c != t.old => Verdict::Refuse("the peer resumed elsewhere"),
+                    Some(Some(_)) if old_seen.is_some_and(|seen| seen != t.seen) => {
+                        Verdict::Refuse("this peer is connected: its socket answered")
+                    }
+                    Some(Some(_)) if old_seen.is_none() || now >= t.deadline => Verdict::Resume,
+                    Some(Some(_)) => Verdict::Wait,
+                }
+            };
+            if let Verdict::Wait = verdict {
+                i += 1;
+                continue;
+            }
+            let t = self.takeovers.swap_remove(i);
+            match verdict {
+                Verdict::Wait | Verdict::Drop => {}
+                Verdict::Refuse(why) => {
+                    self.set_member(t.conn, None);
+                    self.reject(t.conn, ErrorCode::InvalidResume, why, false);
+                }
+                Verdict::Resume => self.complete_resume(t.conn, &t.room, &t.peer_id, t.version),
+            }
         }
     }
 
@@ -484,12 +738,11 @@ impl Hub {
             );
         };
         let queue_limit = self.limits.resume_queue;
-        let target = self
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.peer_mut(to))
-            .filter(|p| p.id != *peer_id);
-        let Some(target) = target else {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let members = room.peers.len();
+        let Some(target) = room.peer_mut(to).filter(|p| p.id != *peer_id) else {
             return self.reject(
                 conn,
                 ErrorCode::UnknownPeer,
@@ -501,13 +754,27 @@ impl Hub {
             from: peer_id.clone(),
             payload,
         });
-        if !deliver(&self.conns, target, frame, queue_limit) {
-            self.reject(
+        match deliver(
+            &self.conns,
+            target,
+            frame,
+            Cause::Relay(conn),
+            members,
+            queue_limit,
+        ) {
+            Ok(()) => {}
+            Err(Refused::Away) => self.reject(
                 conn,
                 ErrorCode::QueueFull,
                 format!("peer {to} is reconnecting and its queue is full"),
                 false,
-            );
+            ),
+            Err(Refused::Share) => self.reject(
+                conn,
+                ErrorCode::QueueFull,
+                format!("peer {to} is not reading as fast as you send: frame dropped"),
+                false,
+            ),
         }
     }
 
@@ -535,29 +802,55 @@ impl Hub {
             peer_id: peer_id.clone(),
             metadata: &metadata,
         });
-        let queue_limit = self.limits.resume_queue;
+        let (members, queue_limit) = (room.peers.len(), self.limits.resume_queue);
+        let mut dropped = 0;
         for peer in &mut room.peers {
             if peer.id == *peer_id {
                 peer.metadata = Some(metadata.clone());
-            } else {
-                deliver(&self.conns, peer, frame.clone(), queue_limit);
+            } else if deliver(
+                &self.conns,
+                peer,
+                frame.clone(),
+                Cause::Relay(conn),
+                members,
+                queue_limit,
+            )
+            .is_err()
+            {
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            self.reject(
+                conn,
+                ErrorCode::QueueFull,
+                format!(
+                    "{dropped} peer(s) are not reading as fast as you send: update not delivered to them"
+                ),
+                false,
+            );
         }
     }
 
-    /// The peer leaves for good; its connection stays open (the client closes it).
+    /// The peer leaves for good; its connection stays open (the client closes it) but cannot
+    /// join again.
     pub fn leave(&mut self, conn: ConnId) {
-        let member = self.conns.get_mut(&conn).and_then(|c| c.member.take());
+        let member = self.conns.get_mut(&conn).and_then(|c| {
+            c.left = true;
+            c.member.take()
+        });
+        self.set_member(conn, None);
         if let Some(Membership { room, peer_id }) = member {
-            self.remove_peer(&room, &peer_id, LeaveReason::Left);
+            self.remove_peer(&room, &peer_id, LeaveReason::Left, Cause::Presence(conn));
         }
     }
 
     /// The server removes the peer now (heartbeat timeout, too many violations) and closes it.
     pub fn evict(&mut self, conn: ConnId, reason: LeaveReason, close: (u16, &'static str)) {
         let member = self.conns.get_mut(&conn).and_then(|c| c.member.take());
+        self.set_member(conn, None);
         if let Some(Membership { room, peer_id }) = member {
-            self.remove_peer(&room, &peer_id, reason);
+            self.remove_peer(&room, &peer_id, reason, Cause::Server);
         }
         send(&self.conns, conn, Outgoing::Close(close.0, close.1));
     }
@@ -568,18 +861,23 @@ impl Hub {
             return;
         };
         let Some(Membership { room, peer_id }) = state.member else {
-            return;
+            return self.settle_takeovers(now);
         };
-        if let Some(peer) = self.rooms.get_mut(&room).and_then(|r| r.peer_mut(&peer_id)) {
-            if peer.conn == Some(conn) {
-                peer.conn = None;
-                peer.gone_since = Some(now);
+        if let Some(room) = self.rooms.get_mut(&room) {
+            for peer in &mut room.peers {
+                peer.shares.remove(&conn);
+                if peer.id == peer_id && peer.conn == Some(conn) {
+                    peer.conn = None;
+                    peer.gone_since = Some(now);
+                }
             }
         }
+        self.settle_takeovers(now);
     }
 
-    /// Removes peers whose grace period ran out. Call it periodically.
+    /// Removes peers whose grace period ran out and settles resume probes. Call it periodically.
     pub fn tick(&mut self, now: Instant) {
+        self.settle_takeovers(now);
         let grace = self.limits.resume_grace;
         let expired: Vec<(String, String)> = self
             .rooms
@@ -595,11 +893,11 @@ impl Hub {
             })
             .collect();
         for (room, peer) in expired {
-            self.remove_peer(&room, &peer, LeaveReason::Timeout);
+            self.remove_peer(&room, &peer, LeaveReason::Timeout, Cause::Server);
         }
     }
 
-    fn remove_peer(&mut self, room_name: &str, peer_id: &str, reason: LeaveReason) {
+    fn remove_peer(&mut self, room_name: &str, peer_id: &str, reason: LeaveReason, cause: Cause) {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return;
         };
@@ -607,14 +905,13 @@ impl Hub {
             return;
         };
         let peer = room.peers.remove(index);
-        self.tokens.remove(&peer.resume_token);
         let frame = encode(&ServerMsg::PeerLeft {
             peer_id: peer.id,
             reason,
         });
-        let queue_limit = self.limits.resume_queue;
+        let (members, queue_limit) = (room.peers.len() + 1, self.limits.resume_queue);
         for other in &mut room.peers {
-            deliver(&self.conns, other, frame.clone(), queue_limit);
+            let _ = deliver(&self.conns, other, frame.clone(), cause, members, queue_limit);
         }
         if room.peers.is_empty() {
             self.rooms.remove(room_name);
@@ -654,6 +951,13 @@ impl Hub {
             peers: self.rooms.values().map(|r| r.peers.len()).sum(),
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Token bucket for a connection's frames per second; time is an input.
@@ -701,14 +1005,9 @@ mod tests {
 
     fn connect(hub: &mut Hub, queue: usize) -> (ConnId, Fake) {
         let (tx, rx) = mpsc::channel(queue);
-        let kill = CancellationToken::new();
-        (
-            hub.register(ConnHandle {
-                tx,
-                kill: kill.clone(),
-            }),
-            Fake { rx, kill },
-        )
+        let handle = ConnHandle::new(tx);
+        let kill = handle.kill.clone();
+        (hub.register(handle), Fake { rx, kill })
     }
 
     impl Fake {
@@ -716,7 +1015,10 @@ mod tests {
             let mut out = Vec::new();
             while let Ok(item) = self.rx.try_recv() {
                 match item {
-                    Outgoing::Text(text) => out.push(serde_json::from_str(text.as_str()).unwrap()),
+                    Outgoing::Text(text) | Outgoing::Shared(text, _) => {
+                        out.push(serde_json::from_str(text.as_str()).unwrap())
+                    }
+                    Outgoing::Ping => out.push(serde_json::json!({"ping": true})),
                     Outgoing::Close(code, reason) => {
                         out.push(serde_json::json!({"close": code, "reason": reason}))
                     }
@@ -740,6 +1042,7 @@ mod tests {
                 version: 1,
                 ..Default::default()
             },
+            Instant::now(),
         );
     }
 

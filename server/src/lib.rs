@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod hub;
+pub mod limits;
 pub mod resume;
 pub mod rtcstats;
 pub mod signal;
@@ -80,6 +81,24 @@ pub struct Config {
     /// Frames queued for a peer while it reconnects.
     #[arg(long, env = "RTCROOM_RESUME_QUEUE", default_value_t = 256)]
     pub resume_queue: usize,
+    /// A signaling socket that is in no room this long (ms) after the upgrade, or after it
+    /// left, is closed (4003).
+    #[arg(long, env = "RTCROOM_JOIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub join_timeout_ms: u64,
+    /// A connection that has not sent a complete request head this long (ms) after it opened
+    /// (or after its last response) is closed.
+    #[arg(long, env = "RTCROOM_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Connections held at once, in all (WebSockets included). Lowered to fit the open-file
+    /// limit. Over it, WebSockets are closed with 1013 and requests get 503.
+    #[arg(long, env = "RTCROOM_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections held at once from one client address.
+    #[arg(long, env = "RTCROOM_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Clock skew (s) allowed when checking a JWT's `exp` and `nbf`.
+    #[arg(long, env = "RTCROOM_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
     /// HS256 secret: when set, joining requires a JWT (`?token=`) whose claims name the room.
     #[arg(long, env = "RTCROOM_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -137,6 +156,9 @@ impl App {
                     max_rooms: config.max_rooms,
                     resume_grace: Duration::from_millis(config.resume_grace_ms),
                     resume_queue: config.resume_queue,
+                    // A token must outlive the grace after the client's last sign of life.
+                    token_ttl: Duration::from_millis(config.resume_grace_ms + config.heartbeat_timeout_ms),
+                    resume_probe: Duration::from_millis(config.heartbeat_timeout_ms.clamp(100, 2000)),
                 },
                 resume::ResumeKeys::new(config.resume_secret.as_deref()),
             )),
@@ -147,7 +169,9 @@ impl App {
                 max_violations: config.max_violations,
                 heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
                 ping_interval: Duration::from_millis(config.ping_interval_ms.max(10)),
+                join_timeout: Duration::from_millis(config.join_timeout_ms.max(10)),
                 jwt_secret: config.jwt_secret.clone().filter(|s| !s.is_empty()),
+                jwt_leeway: Duration::from_secs(config.jwt_leeway_secs),
                 allowed_origins: config
                     .allowed_origins
                     .iter()
@@ -217,19 +241,74 @@ pub fn router(config: &Config, app: Arc<App>) -> Router {
         .route("/rtcstats", get(rtcstats::upgrade))
         .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
         .fallback_service(ServeDir::new(&config.static_dir))
+        .layer(axum::middleware::from_fn(limits::guard))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }
 
+/// A connection's socket with its place in the connection limits: the place is freed when the
+/// socket closes, also after a WebSocket upgrade took it over.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _slot: limits::Slot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Serves until `shutdown` resolves. Every WebSocket client then gets a going-away close, and
 /// open requests drain.
+///
+/// HTTP/1.1 only (browsers reach WebSockets over it), with a header-read timeout and the
+/// connection limits applied as connections are accepted.
 pub async fn serve(
     listener: TcpListener,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    use tower::ServiceExt;
     let app = Arc::new(App::new(config));
     let routes = router(config, app.clone());
+    let limits = limits::ConnLimits::new(config.max_connections, config.max_connections_per_ip);
     // Grace periods end on this clock.
     let ticker = {
         let app = app.clone();
@@ -243,22 +322,63 @@ pub async fn serve(
             }
         })
     };
-    let cancel = app.shutdown.clone();
-    // Signaling is many small frames that should leave at once (ICE candidates come in bursts).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms.max(1)));
+    // Open HTTP connections, told to finish their request and close on shutdown.
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, or a connection that died in the backlog.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (slot, over) = match limits.admit(addr.ip()) {
+            limits::Admission::Serve(slot, over) => (slot, over),
+            limits::Admission::Drop => continue,
+        };
+        // Signaling is many small frames that should leave at once (ICE candidates come in bursts).
         let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, routes)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            cancel.cancel();
-        })
-        .await;
+        let io = hyper_util::rt::TokioIo::new(Counted { io: tcp, _slot: slot });
+        let routes = routes.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+                if let Some(over) = over {
+                    request.extensions_mut().insert(over);
+                }
+                routes.clone().oneshot(request)
+            },
+        );
+        let connection = http.serve_connection(io, service).with_upgrades();
+        let stop = app.shutdown.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
     app.shutdown.cancel();
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
     app.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), app.tasks.wait()).await;
     let _ = ticker.await;
-    result
+    Ok(())
 }
 
 /// A server running inside this process (tests, benchmarks).

@@ -1,15 +1,43 @@
-//! Resume tokens: `epoch~room~peer~expiry~nonce~mac`, HMAC-SHA256 signed. They are self-contained,
-//! so a *restarted* server (new epoch, same `--resume-secret`) can still verify a token from
-//! before the restart and give the peer back its id. Nobody in the room then sees leave/join
-//! for a server restart. Tokens from the current epoch must also match the server's own record,
-//! so they rotate and are spent on use.
+//! Resume tokens: `epoch~room~peer~expiry~nonce~binding~mac`, HMAC-SHA256 signed. They are
+//! self-contained, so a *restarted* server (new epoch, same `--resume-secret`) can still verify
+//! a token from before the restart and give the peer back its id. Nobody in the room then sees
+//! leave/join for a server restart.
+//!
+//! What keeps a token from being used by someone else:
+//! - it expires `token_ttl` after it was issued (the resume grace plus the longest a connected
+//!   client stays silent); the server renews it with every `pong`, so only a peer that is away
+//!   holds an aging token;
+//! - it is bound to the authenticated identity that got it (`binding`: a digest of the JWT's
+//!   `sub`, else its `peerId`, else the whole JWT), so another member's JWT cannot present it;
+//! - within one server process it must be the peer's current token (spent on use), and a token
+//!   from before a restart restores its peer once.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ring::hmac;
+use ring::{digest, hmac};
 
-/// How long a token stays usable after it was issued (it is re-issued on every resume).
-pub const TOKEN_TTL_SECS: u64 = 24 * 3600;
+/// Who a resume token belongs to: a digest of the authenticated identity, or anonymous when
+/// the server takes no JWTs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding(String);
+
+impl Default for Binding {
+    fn default() -> Binding {
+        Binding::anonymous()
+    }
+}
+
+impl Binding {
+    pub fn anonymous() -> Binding {
+        Binding("-".into())
+    }
+
+    /// The binding of an authenticated identity (hashed: tokens never carry the identity).
+    pub fn of(identity: &str) -> Binding {
+        let hash = digest::digest(&digest::SHA256, identity.as_bytes());
+        Binding(hex(&hash.as_ref()[..12]))
+    }
+}
 
 /// What a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +45,9 @@ pub struct ResumeClaim {
     pub epoch: u64,
     pub room: String,
     pub peer: String,
+    /// Unix time (ms) after which the token is void.
+    pub expiry_ms: u64,
+    pub binding: Binding,
 }
 
 pub struct ResumeKeys {
@@ -25,10 +56,10 @@ pub struct ResumeKeys {
     pub epoch: u64,
 }
 
-fn unix_now() -> u64 {
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -50,19 +81,23 @@ impl ResumeKeys {
         }
     }
 
-    pub fn issue(&self, room: &str, peer: &str) -> String {
+    /// A new token for `peer` in `room`, valid for `ttl` from now.
+    pub fn issue(&self, room: &str, peer: &str, binding: &Binding, ttl: Duration) -> String {
+        self.issue_at(room, peer, binding, unix_ms() + ttl.as_millis() as u64)
+    }
+
+    fn issue_at(&self, room: &str, peer: &str, binding: &Binding, expiry_ms: u64) -> String {
         let nonce: u64 = rand::random();
         let body = format!(
-            "{:x}~{room}~{peer}~{}~{nonce:x}",
-            self.epoch,
-            unix_now() + TOKEN_TTL_SECS
+            "{:x}~{room}~{peer}~{expiry_ms}~{nonce:x}~{}",
+            self.epoch, binding.0
         );
         let tag = hmac::sign(&self.key, body.as_bytes());
         format!("{body}~{}", hex(&tag.as_ref()[..16]))
     }
 
-    /// The claim of an authentic, unexpired token.
-    pub fn verify(&self, token: &str) -> Option<ResumeClaim> {
+    /// The claim of an authentic token that is still valid at `now_ms` (unix ms).
+    pub fn verify(&self, token: &str, now_ms: u64) -> Option<ResumeClaim> {
         let (body, mac) = token.rsplit_once('~')?;
         let expected = hmac::sign(&self.key, body.as_bytes());
         // Constant-time comparison of the hex tags.
@@ -81,9 +116,16 @@ impl ResumeKeys {
         let epoch = u64::from_str_radix(parts.next()?, 16).ok()?;
         let room = parts.next()?.to_string();
         let peer = parts.next()?.to_string();
-        let expiry: u64 = parts.next()?.parse().ok()?;
+        let expiry_ms: u64 = parts.next()?.parse().ok()?;
         let _nonce = parts.next()?;
-        (parts.next().is_none() && expiry >= unix_now()).then_some(ResumeClaim { epoch, room, peer })
+        let binding = Binding(parts.next()?.to_string());
+        (parts.next().is_none() && expiry_ms >= now_ms).then_some(ResumeClaim {
+            epoch,
+            room,
+            peer,
+            expiry_ms,
+            binding,
+        })
     }
 }
 
@@ -96,23 +138,47 @@ mod tests {
         let before = ResumeKeys::new(Some("s3cret"));
         let after = ResumeKeys::new(Some("s3cret"));
         let other = ResumeKeys::new(Some("other"));
-        let token = before.issue("room-1", "peer.a");
-        let claim = after.verify(&token).expect("valid after a restart");
+        let alice = Binding::of("alice");
+        let token = before.issue("room-1", "peer.a", &alice, Duration::from_secs(60));
+        let claim = after.verify(&token, unix_ms()).expect("valid after a restart");
         assert_eq!(
-            claim,
-            ResumeClaim {
-                epoch: before.epoch,
-                room: "room-1".into(),
-                peer: "peer.a".into()
-            }
+            (
+                claim.epoch,
+                claim.room.as_str(),
+                claim.peer.as_str(),
+                &claim.binding
+            ),
+            (before.epoch, "room-1", "peer.a", &alice)
         );
         assert_ne!(claim.epoch, after.epoch);
-        assert!(other.verify(&token).is_none(), "another secret");
+        assert!(other.verify(&token, unix_ms()).is_none(), "another secret");
         let forged = token.replacen("peer.a", "peer.b", 1);
-        assert!(after.verify(&forged).is_none(), "tampered");
-        assert_ne!(before.issue("room-1", "peer.a"), token, "every token is new");
-        for junk in ["", "~", "a~b~c~d~e", "zz~r~p~1~00", &format!("{token}x")] {
-            assert!(after.verify(junk).is_none(), "{junk:?}");
+        assert!(after.verify(&forged, unix_ms()).is_none(), "tampered");
+        let rebound = token.replacen(&alice.0, &Binding::of("bob").0, 1);
+        assert!(after.verify(&rebound, unix_ms()).is_none(), "rebound");
+        assert_ne!(
+            before.issue("room-1", "peer.a", &alice, Duration::from_secs(60)),
+            token,
+            "every token is new"
+        );
+        for junk in ["", "~", "a~b~c~d~e", "zz~r~p~1~00~-", &format!("{token}x")] {
+            assert!(after.verify(junk, unix_ms()).is_none(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn tokens_expire_at_their_deadline() {
+        let keys = ResumeKeys::new(Some("s"));
+        let token = keys.issue_at("r", "p", &Binding::anonymous(), 1_000);
+        assert!(keys.verify(&token, 1_000).is_some());
+        assert!(keys.verify(&token, 1_001).is_none());
+    }
+
+    #[test]
+    fn bindings_name_nobody_in_clear_and_differ_per_identity() {
+        let (a, b) = (Binding::of("alice"), Binding::of("bob"));
+        assert_ne!(a, b);
+        assert!(!a.0.contains("alice") && a.0.len() == 24);
+        assert_ne!(a, Binding::anonymous());
     }
 }

@@ -1,7 +1,14 @@
 //! `/signal`: one task per WebSocket. It checks the limits, decodes frames, calls the hub, and
-//! writes whatever the hub queued for this connection.
+//! writes whatever the hub queued for this connection. Reading and writing run side by side, so
+//! a client that reads slowly still has its own frames (and pongs) read.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use axum::{
     extract::{
@@ -11,21 +18,28 @@ use axum::{
     http::{header::ORIGIN, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
+use futures_util::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
+use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason};
 use serde::Deserialize;
 use tokio::{sync::mpsc, time::Instant};
+use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{self, SignalClaims},
-    hub::{close_code, ConnHandle, ConnId, JoinRequest, Outgoing, RateLimiter, Raw},
+    hub::{close_code, ConnHandle, ConnId, JoinRequest, Outgoing, RateLimiter, Raw, OUTGOING_QUEUE},
+    resume::Binding,
     App,
 };
 
 /// Per-connection limits and timers.
 #[derive(Debug, Clone)]
 pub struct SignalSettings {
-    /// Largest text frame accepted; larger ones get `frame-too-large`.
+    /// Largest text frame accepted; larger ones get `frame-too-large`, and frames over four
+    /// times this close the socket (1009).
     pub max_frame: usize,
     /// Frames per second (token bucket refill) and burst.
     pub rate: u32,
@@ -36,12 +50,13 @@ pub struct SignalSettings {
     pub heartbeat_timeout: Duration,
     /// How often the server sends WebSocket pings.
     pub ping_interval: Duration,
+    /// A socket that is in no room this long after the upgrade (or after leaving) is closed.
+    pub join_timeout: Duration,
     pub jwt_secret: Option<String>,
+    /// Clock skew allowed when checking a JWT's `exp`/`nbf`.
+    pub jwt_leeway: Duration,
     pub allowed_origins: Vec<String>,
 }
-
-/// Frames waiting for a client's socket before it counts as too slow.
-const OUTGOING_QUEUE: usize = 1024;
 
 const CLIENT_TYPES: [&str; 5] = ["join", "signal", "metadata", "leave", "ping"];
 
@@ -87,19 +102,43 @@ fn upgrade_with(
         .max_frame_size(settings.max_frame * 4)
         // The default 128 KiB read buffer per socket made 10k idle clients cost 1.3 GB.
         .read_buffer_size(4096);
-    let claims = match &settings.jwt_secret {
-        None => None,
-        Some(secret) => match auth::verify::<SignalClaims>(secret, query.token.as_deref()) {
-            Ok(claims) => Some(claims),
-            Err(reason) => return auth::refuse(ws, reason),
-        },
+    let (claims, principal) = match &settings.jwt_secret {
+        None => (None, Binding::anonymous()),
+        Some(secret) => {
+            match auth::verify_with_leeway::<SignalClaims>(
+                secret,
+                query.token.as_deref(),
+                settings.jwt_leeway,
+            ) {
+                Ok(claims) => {
+                    let principal = claims.principal(query.token.as_deref().unwrap_or_default());
+                    (Some(claims), principal)
+                }
+                Err(reason) => return auth::refuse(ws, reason),
+            }
+        }
     };
     let room_hint = match (path_room, query.room) {
         (Some(a), Some(b)) if a != b => Err(()),
         (a, b) => Ok(a.or(b)),
     };
     let tasks = app.tasks.clone();
-    ws.on_upgrade(move |socket| tasks.track_future(Connection::run(socket, app, room_hint, claims)))
+    ws.on_upgrade(move |socket| {
+        tasks.track_future(Connection::run(socket, app, room_hint, claims, principal))
+    })
+}
+
+/// What the reading side asks the writing side to send.
+enum Control {
+    Ping,
+    Close(u16, &'static str),
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 struct Connection {
@@ -108,90 +147,114 @@ struct Connection {
     /// The room named by the URL (`Err` when path and query disagree).
     room_hint: Result<Option<String>, ()>,
     claims: Option<SignalClaims>,
+    principal: Binding,
     limiter: RateLimiter,
     violations: u32,
 }
 
 impl Connection {
     async fn run(
-        mut socket: WebSocket,
+        socket: WebSocket,
         app: Arc<App>,
         room_hint: Result<Option<String>, ()>,
         claims: Option<SignalClaims>,
+        principal: Binding,
     ) {
-        let (tx, mut rx) = mpsc::channel(OUTGOING_QUEUE);
-        let kill = CancellationToken::new();
-        let conn = app.hub().register(ConnHandle {
-            tx,
-            kill: kill.clone(),
-        });
+        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let handle = ConnHandle::new(tx);
+        let (kill, seen, member) = (handle.kill.clone(), handle.seen.clone(), handle.member.clone());
+        let conn = app.hub().register(handle);
         let settings = app.signal.clone();
-        let now = Instant::now();
-        let mut this = Connection {
-            limiter: RateLimiter::new(settings.rate, settings.burst, now.into_std()),
-            app,
+        let this = Connection {
+            limiter: RateLimiter::new(settings.rate, settings.burst, Instant::now().into_std()),
+            app: app.clone(),
             conn,
             room_hint,
             claims,
+            principal,
             violations: 0,
         };
+        let (sink, stream) = socket.split();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let done = CancellationToken::new();
+        tokio::join!(
+            write_loop(sink, rx, control_rx, kill, app.shutdown.clone(), done.clone()),
+            this.read_loop(stream, control, seen, member, done),
+        );
+        app.hub().disconnected(conn, Instant::now().into_std());
+    }
+
+    /// Reads frames until the socket ends, watching the heartbeat and the join deadline.
+    async fn read_loop(
+        mut self,
+        mut stream: SplitStream<WebSocket>,
+        control: mpsc::UnboundedSender<Control>,
+        seen: Arc<AtomicU64>,
+        member: Arc<AtomicBool>,
+        done: CancellationToken,
+    ) {
+        let settings = self.app.signal.clone();
+        let now = Instant::now();
         let mut last_seen = now;
         let mut ping = tokio::time::interval_at(now + settings.ping_interval, settings.ping_interval);
-        let shutdown = this.app.shutdown.clone();
-        let close = |code: u16, reason: &'static str| {
-            Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }))
-        };
+        let join_deadline = tokio::time::sleep(settings.join_timeout);
+        tokio::pin!(join_deadline);
+        let mut evicted = false;
         loop {
             tokio::select! {
-                biased;
-                out = rx.recv() => match out {
-                    Some(Outgoing::Text(text)) => {
-                        if socket.send(Message::Text(text)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Outgoing::Close(code, reason)) => {
-                        let _ = socket.send(close(code, reason)).await;
+                _ = done.cancelled() => break,
+                () = &mut join_deadline => {
+                    if member.load(Ordering::Relaxed) {
+                        join_deadline.as_mut().reset(Instant::now() + settings.join_timeout);
+                    } else {
+                        let _ = control.send(Control::Close(close_code::JOIN_TIMEOUT, "no join in time"));
                         break;
                     }
-                    None => break,
-                },
-                _ = shutdown.cancelled() => {
-                    let _ = socket.send(close(close_code::GOING_AWAY, "server shutting down")).await;
-                    break;
                 }
-                _ = kill.cancelled() => {
-                    let _ = socket.send(close(close_code::POLICY, "too slow")).await;
-                    break;
+                _ = ping.tick() => {
+                    if last_seen.elapsed() >= settings.heartbeat_timeout {
+                        if !evicted {
+                            evicted = true;
+                            tracing::info!(conn = self.conn, "heartbeat timeout");
+                            self.app.hub().evict(
+                                self.conn,
+                                LeaveReason::Timeout,
+                                (close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout"),
+                            );
+                        }
+                    } else {
+                        let _ = control.send(Control::Ping);
+                    }
                 }
-                incoming = socket.recv() => match incoming {
+                incoming = stream.next() => match incoming {
                     Some(Ok(message)) => {
                         last_seen = Instant::now();
+                        seen.fetch_add(1, Ordering::Relaxed);
                         match message {
-                            Message::Text(text) => this.on_text(text.as_str(), last_seen),
-                            Message::Binary(_) => this.violation(ErrorCode::MalformedFrame, "frames are JSON text"),
+                            Message::Text(text) => self.on_text(text.as_str(), last_seen),
+                            Message::Binary(_) => self.violation(ErrorCode::MalformedFrame, "frames are JSON text"),
                             Message::Close(_) => break,
                             Message::Ping(_) | Message::Pong(_) => {}
                         }
                     }
-                    Some(Err(_)) | None => break,
-                },
-                _ = ping.tick() => {
-                    if last_seen.elapsed() >= settings.heartbeat_timeout {
-                        tracing::info!(conn, "heartbeat timeout");
-                        this.app.hub().evict(conn, LeaveReason::Timeout, (close_code::POLICY, "heartbeat timeout"));
-                    } else if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    Some(Err(err)) => {
+                        // Errors the protocol gives a close code; anything else is a dead socket.
+                        let code = match err.into_inner().downcast_ref::<tungstenite::Error>() {
+                            Some(tungstenite::Error::Capacity(_)) => Some((close_code::TOO_BIG, "frame too large")),
+                            Some(tungstenite::Error::Utf8(_)) => Some((close_code::INVALID_DATA, "text frames must be UTF-8")),
+                            _ => None,
+                        };
+                        if let Some((code, reason)) = code {
+                            let _ = control.send(Control::Close(code, reason));
+                        }
                         break;
                     }
-                }
+                    None => break,
+                },
             }
         }
-        this.app.hub().disconnected(conn, Instant::now().into_std());
+        done.cancel();
     }
-
     fn violation(&mut self, code: ErrorCode, message: &str) {
         self.violations += 1;
         let hub = &mut *self.app.hub();
@@ -201,7 +264,7 @@ impl Connection {
             hub.evict(
                 self.conn,
                 LeaveReason::Kicked,
-                (close_code::POLICY, "too many violations"),
+                (close_code::KICKED, "too many violations"),
             );
         } else {
             hub.reject(self.conn, code, message, false);
@@ -272,6 +335,7 @@ impl Connection {
                     resume,
                     capacity,
                     peer_id: None,
+                    principal: self.principal.clone(),
                 };
                 if let Some(claims) = &self.claims {
                     if claims.room != request.room {
@@ -286,18 +350,61 @@ impl Connection {
                         request.metadata = Some(metadata.clone());
                     }
                 }
-                self.app.hub().join(conn, request);
+                self.app.hub().join(conn, request, now.into_std());
             }
             ClientMsg::Signal { to, payload } => self.app.hub().signal(conn, &to, &payload),
             ClientMsg::Metadata { metadata } => self.app.hub().update_metadata(conn, metadata),
             ClientMsg::Leave => self.app.hub().leave(conn),
-            ClientMsg::Ping { ts } => self.app.hub().reply(
-                conn,
-                &ServerMsg::Pong {
-                    ts,
-                    resume_token: None,
-                },
-            ),
+            ClientMsg::Ping { ts } => self.app.hub().ping(conn, ts),
         }
     }
+}
+
+/// Writes what the hub queued and what the reading side asks for, until a close frame is out,
+/// the socket fails, or the reading side ended.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    kill: CancellationToken,
+    shutdown: CancellationToken,
+    done: CancellationToken,
+) {
+    loop {
+        let mut share = None;
+        let message = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => close(close_code::GOING_AWAY, "server shutting down"),
+            _ = kill.cancelled() => close(close_code::TOO_SLOW, "too slow"),
+            Some(c) = control.recv() => match c {
+                Control::Ping => Message::Ping(Default::default()),
+                Control::Close(code, reason) => close(code, reason),
+            },
+            _ = done.cancelled() => break,
+            out = rx.recv() => match out {
+                Some(Outgoing::Text(text)) => Message::Text(text),
+                Some(Outgoing::Shared(text, guard)) => {
+                    share = Some(guard);
+                    Message::Text(text)
+                }
+                Some(Outgoing::Ping) => Message::Ping(Default::default()),
+                Some(Outgoing::Close(code, reason)) => close(code, reason),
+                None => break,
+            },
+        };
+        let closing = matches!(message, Message::Close(_));
+        // A reader too slow for its queue is cut off even while a write to it is stuck.
+        let sent = tokio::select! {
+            sent = sink.send(message) => sent.is_ok(),
+            _ = kill.cancelled(), if !closing => false,
+            _ = done.cancelled(), if !closing => false,
+        };
+        drop(share);
+        if !sent || closing {
+            break;
+        }
+    }
+    done.cancel();
+    // Flushes a close reply queued by the reading side, bounded.
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
