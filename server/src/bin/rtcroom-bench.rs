@@ -295,6 +295,11 @@ async fn start_server(kind: Kind, args: &Args) -> Result<ServerProcess, String> 
                 "1000",
                 "--max-frame-bytes",
                 &(args.payload_bytes + 4096).to_string(),
+                // Every bench client comes from 127.0.0.1.
+                "--max-connections",
+                &(args.clients + 64).to_string(),
+                "--max-connections-per-ip",
+                &(args.clients + 64).to_string(),
             ]);
             command
         }
