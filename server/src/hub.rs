@@ -1119,6 +1119,46 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_gets_its_fair_share_of_a_receiver_queue_and_the_excess_is_refused_to_it() {
+        let mut hub = Hub::new(HubLimits::default(), ResumeKeys::new(None));
+        let (victim, mut fv) = connect(&mut hub, OUTGOING_QUEUE);
+        let (a, mut fa) = connect(&mut hub, OUTGOING_QUEUE);
+        let (b, mut fb) = connect(&mut hub, OUTGOING_QUEUE);
+        join(&mut hub, victim, "r");
+        join(&mut hub, a, "r");
+        join(&mut hub, b, "r");
+        let victim_id = fv.frames()[0]["peerId"].as_str().unwrap().to_string();
+        fa.frames();
+        fb.frames();
+        let share = fair_share(RELAY_BUDGET, 3) as usize;
+        assert_eq!(share, RELAY_BUDGET / 2);
+        for n in 0..share + 5 {
+            hub.signal(a, &victim_id, &raw(&n.to_string()));
+        }
+        let refused = fa.frames();
+        assert_eq!(refused.len(), 5, "{refused:?}");
+        assert!(refused
+            .iter()
+            .all(|f| f["code"] == "queue-full" && f["fatal"] == false));
+        // Another sender still has its own share; the victim is never cut off.
+        hub.signal(b, &victim_id, &raw("1"));
+        assert!(fb.frames().is_empty());
+        assert!(!fv.kill.is_cancelled());
+        // Written frames give the places back.
+        assert_eq!(fv.frames().len(), share + 1);
+        hub.signal(a, &victim_id, &raw("\"again\""));
+        assert!(fa.frames().is_empty());
+    }
+
+    #[test]
+    fn fair_shares_shrink_with_the_room_but_not_below_the_minimum() {
+        assert_eq!(fair_share(768, 2), 768);
+        assert_eq!(fair_share(768, 13), 64);
+        assert_eq!(fair_share(768, 50), MIN_SHARE as u32);
+        assert_eq!(fair_share(256, 1), 256);
+    }
+
+    #[test]
     fn rooms_are_removed_when_empty_and_limited_in_number() {
         let mut hub = Hub::new(
             HubLimits {

@@ -26,7 +26,7 @@ fn raise_nofile_limit() -> Option<u64> {
                 limit = raised;
             }
         }
-        Some(limit.rlim_cur as u64)
+        Some(limit.rlim_cur)
     }
     #[cfg(not(unix))]
     None
@@ -47,7 +47,11 @@ async fn main() -> ExitCode {
     // so the server keeps answering (1013, 503, /healthz) instead.
     if let Some(fit) = nofile.map(|n| n.saturating_sub(RESERVED_FDS).max(16) as usize) {
         if config.max_connections > fit {
-            tracing::warn!(requested = config.max_connections, fit, "max-connections lowered to fit the open-file limit");
+            tracing::warn!(
+                requested = config.max_connections,
+                fit,
+                "max-connections lowered to fit the open-file limit"
+            );
             config.max_connections = fit;
         }
     }
