@@ -72,14 +72,15 @@ impl Drop for ShareGuard {
 }
 
 /// The hub's side of a connection: its outgoing channel, a switch that ends it, a count of the
-/// frames it received (any sign of life, for the resume probe) and whether it is in a room (for
-/// the join deadline).
+/// frames it received (any sign of life, for the resume probe), whether it is in a room (for
+/// the join deadline) and how many members that room has (for its rate limit).
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     pub tx: mpsc::Sender<Outgoing>,
     pub kill: CancellationToken,
     pub seen: Arc<AtomicU64>,
     pub member: Arc<AtomicBool>,
+    pub room_size: Arc<AtomicU32>,
 }
 
 impl ConnHandle {
@@ -89,6 +90,7 @@ impl ConnHandle {
             kill: CancellationToken::new(),
             seen: Arc::default(),
             member: Arc::default(),
+            room_size: Arc::default(),
         }
     }
 }
@@ -397,6 +399,19 @@ impl Hub {
         Some(token)
     }
 
+    /// Tells every connection of `room_name` how many members it has now.
+    fn room_changed(&self, room_name: &str) {
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
+        let size = room.peers.len() as u32;
+        for conn in room.peers.iter().filter_map(|p| p.conn) {
+            if let Some(state) = self.conns.get(&conn) {
+                state.handle.room_size.store(size, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn set_member(&mut self, conn: ConnId, member: Option<Membership>) {
         if let Some(state) = self.conns.get_mut(&conn) {
             state.handle.member.store(member.is_some(), Ordering::Relaxed);
@@ -550,6 +565,7 @@ impl Hub {
             queue: VecDeque::new(),
             shares: HashMap::new(),
         });
+        self.room_changed(&req.room);
         self.set_member(
             conn,
             Some(Membership {
@@ -667,6 +683,7 @@ impl Hub {
                 Outgoing::Close(close_code::REPLACED, "resumed elsewhere"),
             );
         }
+        self.room_changed(room_name);
         self.set_member(
             conn,
             Some(Membership {
@@ -916,6 +933,7 @@ impl Hub {
         if room.peers.is_empty() {
             self.rooms.remove(room_name);
         }
+        self.room_changed(room_name);
     }
 
     pub fn presence<'a>(&'a self, room: &'a str) -> Presence<'a> {
@@ -967,6 +985,8 @@ pub struct RateLimiter {
     burst: f64,
     tokens: f64,
     last: Instant,
+    /// The room scale the bucket last saw: a grown room adds its extra burst at once.
+    scale: f64,
 }
 
 impl RateLimiter {
@@ -977,14 +997,28 @@ impl RateLimiter {
             burst,
             tokens: burst,
             last: now,
+            scale: 1.0,
         }
     }
 
     /// Takes one token if there is one.
     pub fn allow(&mut self, now: Instant) -> bool {
+        self.allow_in_room(now, 0)
+    }
+
+    /// Takes one token, with the bucket scaled to a room of `members`: a client talks to every
+    /// other member (an offer and a burst of ICE candidates each when it joins), so beyond 4
+    /// others the rate and the burst grow in proportion (x3 with 12 others, x12 with 48).
+    /// Relayed floods stay harmless to their targets either way (fair share).
+    pub fn allow_in_room(&mut self, now: Instant, members: u32) -> bool {
+        let scale = (f64::from(members.saturating_sub(1)) / 4.0).max(1.0);
+        if scale > self.scale {
+            self.tokens += self.burst * (scale - self.scale);
+        }
+        self.scale = scale;
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens = (self.tokens + elapsed * self.rate * scale).min(self.burst * scale);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -1192,6 +1226,21 @@ mod tests {
             !limiter.allow(t0 + Duration::from_secs(10)),
             "burst caps the refill"
         );
+    }
+
+    #[test]
+    fn rate_limits_grow_with_the_room_a_client_talks_to() {
+        let t0 = Instant::now();
+        let taken = |members: u32| {
+            let mut limiter = RateLimiter::new(10, 20, t0);
+            (0..1000)
+                .take_while(|_| limiter.allow_in_room(t0, members))
+                .count()
+        };
+        assert_eq!(taken(0), 20);
+        assert_eq!(taken(5), 20, "small rooms: the configured burst");
+        assert_eq!(taken(13), 60, "12 others: three times the burst");
+        assert_eq!(taken(49), 240);
     }
 
     #[test]

@@ -149,7 +149,11 @@ struct Connection {
     claims: Option<SignalClaims>,
     principal: Binding,
     limiter: RateLimiter,
+    /// Members of this connection's room (the hub keeps it current), for the rate limit.
+    room_size: Arc<std::sync::atomic::AtomicU32>,
     violations: u32,
+    /// Kicked: nothing it sends counts any more.
+    kicked: bool,
 }
 
 impl Connection {
@@ -163,6 +167,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
         let handle = ConnHandle::new(tx);
         let (kill, seen, member) = (handle.kill.clone(), handle.seen.clone(), handle.member.clone());
+        let room_size = handle.room_size.clone();
         let conn = app.hub().register(handle);
         let settings = app.signal.clone();
         let this = Connection {
@@ -172,7 +177,9 @@ impl Connection {
             room_hint,
             claims,
             principal,
+            room_size,
             violations: 0,
+            kicked: false,
         };
         let (sink, stream) = socket.split();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -232,7 +239,8 @@ impl Connection {
                         seen.fetch_add(1, Ordering::Relaxed);
                         match message {
                             Message::Text(text) => self.on_text(text.as_str(), last_seen),
-                            Message::Binary(_) => self.violation(ErrorCode::MalformedFrame, "frames are JSON text"),
+                            Message::Binary(_) if !self.kicked => self.violation(ErrorCode::MalformedFrame, "frames are JSON text"),
+                            Message::Binary(_) => {}
                             Message::Close(_) => break,
                             Message::Ping(_) | Message::Pong(_) => {}
                         }
@@ -259,6 +267,7 @@ impl Connection {
         self.violations += 1;
         let hub = &mut *self.app.hub();
         if self.violations > self.app.signal.max_violations {
+            self.kicked = true;
             tracing::info!(conn = self.conn, "too many violations, kicking");
             hub.reject(self.conn, code, message, false);
             hub.evict(
@@ -272,6 +281,9 @@ impl Connection {
     }
 
     fn on_text(&mut self, text: &str, now: Instant) {
+        if self.kicked {
+            return;
+        }
         if text.len() > self.app.signal.max_frame {
             let message = format!(
                 "frame of {} bytes exceeds the limit of {}",
@@ -280,7 +292,8 @@ impl Connection {
             );
             return self.violation(ErrorCode::FrameTooLarge, &message);
         }
-        if !self.limiter.allow(now.into_std()) {
+        let members = self.room_size.load(Ordering::Relaxed);
+        if !self.limiter.allow_in_room(now.into_std(), members) {
             return self.violation(ErrorCode::RateLimited, "too many frames per second");
         }
         let msg = match serde_json::from_str::<ClientMsg<Raw>>(text) {

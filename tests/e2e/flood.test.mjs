@@ -64,9 +64,12 @@ for (const name of BROWSERS) {
         const { waitFor, framesDecoded } = window.rt;
         const { victim, partner } = window.call;
         // The victim hears every flooder join, and keeps its call.
-        await waitFor('crowd seen', () => victim.s.peers().length === flooders + 1);
+        const diagnose = () => JSON.stringify({ states: victim.log.states, left: victim.log.left, errors: victim.log.errors.slice(0, 5), peers: victim.s.peers().length, partnerStates: partner.log.states, partnerLeft: partner.log.left });
+        await waitFor('crowd seen', () => victim.s.peers().length === flooders + 1).catch((e) => { throw new Error(`${e.message}: ${diagnose()}`); });
         await new Promise((r) => setTimeout(r, 2000));
-        const pc = victim.s.peer(partner.s.localPeerId).peerConnection;
+        const remote = victim.s.peer(partner.s.localPeerId);
+        if (!remote) throw new Error(`the victim lost its partner: ${diagnose()}`);
+        const pc = remote.peerConnection;
         const before = await framesDecoded(pc);
         await waitFor('frames keep decoding', async () => (await framesDecoded(pc)) > before, 10_000);
         return {
