@@ -182,3 +182,39 @@ fn rejects_broken_dumps() {
     let no_close = format!("RTCStatsDump\n{{\"fileFormat\":3}}\n{HEADER}\n{HEADER}\n");
     assert!(read_dump(&no_close).unwrap_err().reason.contains("close"));
 }
+
+/// The rtcstats reference reader (`readRTCStatsDump`) adds the last item of every line to its
+/// running time, so a close line with its counters after the delta gave the close event the
+/// time `"[object Object]1796…"`. The reader checks what the reference reader relies on.
+#[test]
+fn every_line_must_end_with_a_numeric_time_delta_as_the_reference_reader_needs() {
+    let body = format!("{HEADER}\n[\":x\",null,{{}},5]\n");
+    let dump = |tail: &str| format!("RTCStatsDump\n{{\"fileFormat\":3}}\n{body}{tail}\n");
+    // The collector's close line: code, then the counters, then the delta.
+    let ok = read_dump(&dump(
+        r#"["close",null,1001,{"reason":"server-shutdown","malformed":0},680]"#,
+    ))
+    .unwrap();
+    assert_eq!(ok.close_code, 1001.0);
+    assert_eq!(
+        read_dump(&dump(r#"["close",null,1000,3]"#)).unwrap().close_code,
+        1000.0
+    );
+    // Counters after the delta: the last item is not a number.
+    let err = read_dump(&dump(r#"["close",null,1001,680,{"malformed":0}]"#)).unwrap_err();
+    assert_eq!(err.line, 5, "{err:?}");
+    assert!(err.reason.contains("time delta"), "{err:?}");
+    // The same rule for events: a string or a missing delta is not a time.
+    expect_error(&[HEADER, r#"[":x",null,{},"5"]"#], 4, "time delta");
+    expect_error(&[HEADER, r#"[":x",null,5]"#], 4, "fewer than 4");
+    // The magic line is "RTCStatsDump\n" exactly; the metadata is an object; an empty line is
+    // skipped but a line of whitespace is not JSON.
+    let crlf = dump(r#"["close",null,1000,3]"#).replacen('\n', "\r\n", 1);
+    assert_eq!(read_dump(&crlf).unwrap_err().line, 1);
+    let null_meta = dump(r#"["close",null,1000,3]"#).replace("{\"fileFormat\":3}", "null");
+    assert_eq!(read_dump(&null_meta).unwrap_err().line, 2);
+    let blank = dump(r#"["close",null,1000,3]"#).replace("\n[\":x\"", "\n\n[\":x\"");
+    assert!(read_dump(&blank).is_ok());
+    let spaces = dump(r#"["close",null,1000,3]"#).replace("\n[\":x\"", "\n  \n[\":x\"");
+    assert_eq!(read_dump(&spaces).unwrap_err().line, 4);
+}

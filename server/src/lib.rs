@@ -116,13 +116,31 @@ pub struct Config {
     /// conference}`). Unset: the `--jwt-secret`, if any; neither set: anyone may upload.
     #[arg(long, env = "RTCROOM_RTCSTATS_SECRET", hide_env_values = true)]
     pub rtcstats_secret: Option<String>,
-    /// Largest stats message in bytes (a first full getStats can be tens of KB).
+    /// Largest stats message in bytes, once inflated (a first full getStats can be tens of
+    /// KB). Larger ones are refused and reported; one of twice this closes the socket (1009).
+    /// Keep it above the SDK's `maxRecordBytes` (default 512 KiB).
     #[arg(long, env = "RTCROOM_RTCSTATS_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
     pub rtcstats_max_frame_bytes: usize,
     /// How often (ms) the collector acknowledges written lines; a closing SDK trace waits for
     /// the last ack, so this bounds how long a `leave()` flush takes.
     #[arg(long, env = "RTCROOM_RTCSTATS_ACK_INTERVAL_MS", default_value_t = 100)]
     pub rtcstats_ack_interval_ms: u64,
+    /// Largest dump file in bytes (0: no cap). A dump that reaches it ends with a close line
+    /// saying `dump-size-limit` and its socket closes with 1013; the SDK goes on in a new dump.
+    #[arg(long, env = "RTCROOM_RTCSTATS_MAX_DUMP_BYTES", default_value_t = 64 << 20)]
+    pub rtcstats_max_dump_bytes: u64,
+    /// Bytes per second one stats socket may upload, sustained (0: no limit). Messages beyond
+    /// the token bucket are refused (acknowledged, counted and reported), not written.
+    #[arg(long, env = "RTCROOM_RTCSTATS_RATE_BYTES", default_value_t = 256 << 10)]
+    pub rtcstats_rate_bytes: u64,
+    /// Bytes one stats socket may upload in a burst (a reconnecting SDK replays what it holds
+    /// at once); never less than the largest message.
+    #[arg(long, env = "RTCROOM_RTCSTATS_RATE_BURST_BYTES", default_value_t = 4 << 20)]
+    pub rtcstats_rate_burst_bytes: u64,
+    /// Total bytes of the files in the dumps dir (0: no quota), measured at start-up and kept
+    /// up to date. A dump that reaches it ends with a close line saying `dumps-quota` (1013).
+    #[arg(long, env = "RTCROOM_RTCSTATS_DUMPS_QUOTA_BYTES", default_value_t = 1 << 30)]
+    pub rtcstats_dumps_quota_bytes: u64,
     /// Turn off `GET /rooms/{room}`.
     #[arg(long, env = "RTCROOM_NO_PRESENCE")]
     pub no_presence: bool,
@@ -188,6 +206,15 @@ impl App {
                     .filter(|s| !s.is_empty()),
                 max_frame: config.rtcstats_max_frame_bytes,
                 ack_interval_ms: config.rtcstats_ack_interval_ms.max(10),
+                max_dump_bytes: config.rtcstats_max_dump_bytes,
+                rate_bytes: config.rtcstats_rate_bytes,
+                rate_burst_bytes: config
+                    .rtcstats_rate_burst_bytes
+                    .max(config.rtcstats_max_frame_bytes as u64),
+                quota: Arc::new(rtcstats::DumpsQuota::measure(
+                    &config.dumps_dir,
+                    config.rtcstats_dumps_quota_bytes,
+                )),
             },
             presence: !config.no_presence,
             shutdown: CancellationToken::new(),

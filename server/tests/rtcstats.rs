@@ -181,10 +181,11 @@ async fn a_traced_call_becomes_one_valid_dump_with_acks() {
     );
     assert!(!files[0].contains("secret"), "credentials never reach the dump");
     assert_eq!(dump.close_code, 1000.0);
-    assert!(
-        files[0].trim_end().ends_with(",{\"malformed\":1}]"),
-        "{}",
-        files[0].lines().last().unwrap()
+    let close = close_line(&files[0]);
+    assert_eq!(
+        (&close[3]["reason"], &close[3]["malformed"]),
+        (&serde_json::json!("client-closed"), &serde_json::json!(1)),
+        "{close}"
     );
 }
 
@@ -878,6 +879,7 @@ async fn rtcroom_dump_summarizes_a_dump_and_rejects_broken_ones() {
                              "onconnectionstatechange": 1, "getStats": 2, ":app-event": 1, "close": 1}},
             "getStats": {"PC_0": 2},
             "closeCode": 1000,
+            "close": {"reason": "client-closed", "malformed": 0, "tooLarge": 0, "rateLimited": 0},
             "traceId": null,
             "custom": [[":app-event", {"note": "custom"}]],
             "media": [],
@@ -946,7 +948,7 @@ async fn oversized_messages_are_counted_and_inflating_past_twice_the_limit_close
     client
         .send_text("[39,null,{},{\"generation\":1,\"socket\":0,\"seq\":0},1763700000000]")
         .await;
-    // Over the limit but under twice it: counted, not written.
+    // Over the limit but under twice it: refused (counted), not written.
     client
         .send_text(&format!("[\":note\",null,\"{}\",1]", "x".repeat(1500)))
         .await;
@@ -971,9 +973,459 @@ async fn oversized_messages_are_counted_and_inflating_past_twice_the_limit_close
     let dump = read_dump(&files[0]).unwrap();
     assert_eq!(dump.events.len(), 1);
     assert_eq!(dump.close_code, 1009.0);
-    assert!(
-        files[0].trim_end().ends_with(",{\"malformed\":1}]"),
-        "{}",
-        files[0]
+    let close = close_line(&files[0]);
+    assert_eq!(
+        (&close[3]["reason"], &close[3]["tooLarge"]),
+        (&serde_json::json!("message-too-big"), &serde_json::json!(1)),
+        "{close}"
     );
+}
+
+// ---- Hardening: limits, one JSON value per line, the reference reader's rules, token keys ----
+
+type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A config as the command line gives it: `args` are server flags (so the flags themselves are
+/// under test), with an ephemeral port and `dir` for the dumps.
+fn config_with(dir: &std::path::Path, args: &[&str]) -> Config {
+    let mut argv = vec!["rtcroom-server"];
+    argv.extend_from_slice(args);
+    let mut config = <Config as clap::Parser>::try_parse_from(argv).unwrap_or_else(|err| panic!("{err}"));
+    config.port = 0;
+    config.dumps_dir = dir.to_path_buf();
+    config
+}
+
+const HEADER_LINE: &str = "[39,null,{},{\"generation\":1,\"socket\":0,\"seq\":0},1763700000000]";
+
+/// Every frame the server sends until it closes (bounded): the text frames and the close frame.
+async fn read_until_close(ws: &mut Client, within: Duration) -> (Vec<String>, Option<CloseFrame>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut texts = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => texts.push(text.to_string()),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                // Drain to the end of the stream (the close handshake).
+                while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {}
+                return (texts, frame);
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) | Err(_) => return (texts, None),
+        }
+    }
+}
+
+/// Reads frames until the collector acknowledges `lines` lines (bounded); returns every text
+/// frame read.
+async fn until_acked(ws: &mut Client, lines: u64) -> Vec<String> {
+    let want = format!("[\"ack\",{lines}]");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut texts = Vec::new();
+    while texts.last() != Some(&want) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => texts.push(text.to_string()),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no {want} (got {texts:?}, then {other:?})"),
+        }
+    }
+    texts
+}
+
+/// The last `["refused", reason, count]` report for `reason` (counts are cumulative).
+fn refused(texts: &[String], reason: &str) -> u64 {
+    texts
+        .iter()
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .filter(|v| v[0] == "refused" && v[1] == reason)
+        .filter_map(|v| v[2].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The collector's close line of a dump, parsed: `["close", null, code, {reason, counters}, delta]`.
+fn close_line(dump: &str) -> serde_json::Value {
+    let last = dump.lines().last().expect("a close line");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+/// What the rtcstats reference reader (`readRTCStatsDump`) relies on, checked line by line:
+/// the magic line with `\n`, a metadata object, then every non-empty line one JSON array of at
+/// least 4 items whose last item is a finite number (it is added to the running time).
+fn assert_reference_readable(dump: &str) {
+    let rest = dump.strip_prefix("RTCStatsDump\n").expect("magic line");
+    let mut lines = rest.split('\n');
+    let meta: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert!(meta.is_object(), "metadata {meta}");
+    for line in lines.filter(|l| !l.is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON value ({e}): {line}"));
+        let items = value.as_array().unwrap_or_else(|| panic!("not an array: {line}"));
+        assert!(items.len() >= 4, "fewer than 4 items: {line}");
+        assert!(
+            items
+                .last()
+                .and_then(serde_json::Value::as_f64)
+                .is_some_and(f64::is_finite),
+            "the last item is not the time delta: {line}"
+        );
+    }
+}
+
+/// Reproduced: with no secret (the default) one socket wrote 150 MiB in 1.1 s. With the default
+/// limits, a flood is held to the per-socket token bucket; what it refuses is acknowledged (so
+/// a client never resends it), reported as `["refused", "rate-limited", n]` and counted in the
+/// close line, never truncated silently.
+#[tokio::test]
+async fn one_socket_cannot_fill_the_disk_with_the_default_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let server = Running::start(config).await.unwrap();
+    let mut ws = connect(&server, "").await;
+    let started = std::time::Instant::now();
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    let filler = "x".repeat(64 * 1024);
+    let messages = 256u64; // 16 MiB
+    for i in 0..messages {
+        ws.feed(Message::text(format!("[\":fill\",null,\"{filler}\",{i}]")))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    let texts = until_acked(&mut ws, messages + 1).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    ws.close(None).await.unwrap();
+    let (more, _) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    server.stop().await.unwrap();
+
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 1);
+    let size = files[0].len() as f64;
+    let allowed = 4.0 * 1048576.0 + 256.0 * 1024.0 * elapsed + 70_000.0;
+    assert!(
+        size <= allowed,
+        "{size} bytes written in {elapsed:.2} s (allowed {allowed})"
+    );
+    let all: Vec<String> = texts.into_iter().chain(more).collect();
+    let refused = refused(&all, "rate-limited");
+    let written = body(&files[0]).len() as u64;
+    assert!(refused > 0, "{all:?}");
+    assert_eq!(written + refused, messages + 1, "every line written or refused");
+    read_dump(&files[0]).unwrap_or_else(|e| panic!("{e:?}"));
+    let close = close_line(&files[0]);
+    assert_eq!(close[3]["rateLimited"], refused, "{close}");
+}
+
+/// When a dump reaches `--rtcstats-max-dump-bytes`, it ends with a valid close line that says
+/// why; the line that did not fit is not acknowledged (the SDK sends it again in its next dump)
+/// and the socket closes with 1013 (try again later).
+#[tokio::test]
+async fn a_dump_at_its_size_cap_ends_with_a_close_line_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config_with(
+        dir.path(),
+        &["--rtcstats-max-dump-bytes", "20000", "--rtcstats-rate-bytes", "0"],
+    ))
+    .await
+    .unwrap();
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    let note = "n".repeat(480);
+    for i in 0..60 {
+        // The server may close before all of them are sent.
+        if ws
+            .send(Message::text(format!("[\":note\",null,\"{note}\",{i}]")))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (texts, close) = read_until_close(&mut ws, Duration::from_secs(10)).await;
+    server.stop().await.unwrap();
+    let close = close.expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1013, "dump size limit"),
+        "{texts:?}"
+    );
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].len() <= 20000, "{} bytes", files[0].len());
+    let written = body(&files[0]).len();
+    assert!(written > 10 && written < 61, "{written} lines");
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some(format!("[\"ack\",{written}]").as_str()),
+        "every written line and no other is acknowledged"
+    );
+    let dump = read_dump(&files[0]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(dump.close_code, 1013.0);
+    assert_eq!(close_line(&files[0])[3]["reason"], "dump-size-limit");
+    assert_reference_readable(&files[0]);
+}
+
+/// `--rtcstats-dumps-quota-bytes` covers every file in the dumps dir, those there before
+/// start-up included. A dump that reaches it ends with a close line that says so (1013); a new
+/// socket is refused while the dir is full, and accepted again once files are moved away.
+#[tokio::test]
+async fn the_dumps_quota_counts_the_files_already_there_and_ends_dumps_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.rtcstats");
+    std::fs::write(&old, vec![b'.'; 50_000]).unwrap();
+    let server = Running::start(config_with(
+        dir.path(),
+        &[
+            "--rtcstats-dumps-quota-bytes",
+            "60000",
+            "--rtcstats-rate-bytes",
+            "0",
+        ],
+    ))
+    .await
+    .unwrap();
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    let note = "q".repeat(480);
+    for i in 0..40 {
+        if ws
+            .send(Message::text(format!("[\":note\",null,\"{note}\",{i}]")))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (_, close) = read_until_close(&mut ws, Duration::from_secs(10)).await;
+    let close = close.expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1013, "dumps quota exhausted")
+    );
+    let total: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(total <= 60_000, "{total} bytes in the dumps dir");
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != old)
+        .collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    read_dump(&text).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(close_line(&text)[3]["reason"], "dumps-quota");
+
+    // Full: the next socket's first message is refused with the same close, and leaves no file.
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    let (_, close) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+
+    // Moved away: the collector notices (it measures the dir again, at most once a second).
+    std::fs::remove_file(&old).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    until_acked(&mut ws, 1).await;
+    ws.close(None).await.unwrap();
+    read_until_close(&mut ws, Duration::from_secs(5)).await;
+    server.stop().await.unwrap();
+    files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2);
+}
+
+/// A message over `--rtcstats-max-frame-bytes` is refused: not written, acknowledged (sending it
+/// again cannot help), reported and counted in the close line.
+#[tokio::test]
+async fn an_oversized_message_is_refused_reported_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rtcstats_max_frame_bytes = 1000;
+    let server = Running::start(cfg).await.unwrap();
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    ws.send(Message::text(format!(
+        "[\":big\",null,\"{}\",1]",
+        "b".repeat(1500)
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::text("[\":after\",null,null,1]")).await.unwrap();
+    let texts = until_acked(&mut ws, 3).await;
+    assert_eq!(refused(&texts, "message-too-large"), 1, "{texts:?}");
+    ws.close(None).await.unwrap();
+    read_until_close(&mut ws, Duration::from_secs(5)).await;
+    server.stop().await.unwrap();
+    let files = dumps(dir.path());
+    let dump = read_dump(&files[0]).unwrap_or_else(|e| panic!("{e:?}"));
+    let methods: Vec<&str> = dump.events.iter().map(|e| e.method.as_str()).collect();
+    assert_eq!(methods, ["create", ":after"]);
+    assert_eq!(close_line(&files[0])[3]["tooLarge"], 1);
+}
+
+/// Reproduced: a message that is valid JSON with raw line breaks between its tokens was written
+/// verbatim, so one message became several lines, one of them a forged standalone event. Every
+/// line is now exactly one compact JSON value the collector validated.
+#[tokio::test]
+async fn a_message_with_raw_line_breaks_is_written_as_one_compact_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path())).await.unwrap();
+    let mut ws = connect(&server, "").await;
+    ws.send(Message::text(HEADER_LINE)).await.unwrap();
+    let forged = "[\":inject\",null,\n[39,null,{},{\"forged\":true},1763700000000]\n,5]";
+    let pretty = "[\":pretty\",\r\n  null,\n\t{\"a\": [1, 2.50, -0.0, 1e21],\r \"b\": \"x y\\n\"},\n  6\n]";
+    ws.send(Message::text(forged)).await.unwrap();
+    ws.send(Message::text(pretty)).await.unwrap();
+    until_acked(&mut ws, 3).await;
+    ws.close(None).await.unwrap();
+    read_until_close(&mut ws, Duration::from_secs(5)).await;
+    server.stop().await.unwrap();
+    let files = dumps(dir.path());
+    assert_eq!(
+        body(&files[0]),
+        [
+            HEADER_LINE,
+            "[\":inject\",null,[39,null,{},{\"forged\":true},1763700000000],5]",
+            // Whitespace between tokens goes; numbers and strings stay as the client wrote them.
+            "[\":pretty\",null,{\"a\":[1,2.50,-0.0,1e21],\"b\":\"x y\\n\"},6]",
+        ]
+    );
+    assert_eq!(files[0].lines().count(), 2 + 3 + 1);
+    let dump = read_dump(&files[0]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(dump.events.len(), 3);
+    assert_reference_readable(&files[0]);
+}
+
+/// Reproduced: the close line was `["close", null, 1001, 680, {"malformed": 0}]` and the
+/// reference reader adds the last item to its running time, so the close got the time
+/// `"[object Object]1796…"`. Dumps of the real collector over real sockets, however the socket
+/// ends (the client's close, a shutdown, a 1009), follow the reference reader's rules, pass the
+/// SDK's stricter reader, and `rtcroom-dump` rejects a dump whose last item is not a number.
+#[tokio::test]
+async fn every_line_of_a_collector_dump_ends_with_its_time_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rtcstats_max_frame_bytes = 1000;
+    let server = Running::start(cfg).await.unwrap();
+    // The client closes.
+    let mut closing = connect(&server, "").await;
+    closing.send(Message::text(HEADER_LINE)).await.unwrap();
+    closing
+        .send(Message::text("[\":x\",null,{\"a\":1},3]"))
+        .await
+        .unwrap();
+    closing.send(Message::text("not json")).await.unwrap();
+    until_acked(&mut closing, 3).await;
+    closing.close(None).await.unwrap();
+    read_until_close(&mut closing, Duration::from_secs(5)).await;
+    // Too big for the socket: 1009.
+    let mut big = connect(&server, "").await;
+    big.send(Message::text(HEADER_LINE)).await.unwrap();
+    until_acked(&mut big, 1).await;
+    let _ = big
+        .send(Message::text(format!(
+            "[\":big\",null,\"{}\",1]",
+            "b".repeat(5000)
+        )))
+        .await;
+    let (_, close) = read_until_close(&mut big, Duration::from_secs(5)).await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
+    // The server shuts down.
+    let mut cut = connect(&server, "").await;
+    cut.send(Message::text(HEADER_LINE)).await.unwrap();
+    until_acked(&mut cut, 1).await;
+    server.stop().await.unwrap();
+
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), 3);
+    let mut codes = Vec::new();
+    for file in &files {
+        assert_reference_readable(file);
+        let dump = read_dump(file).unwrap_or_else(|e| panic!("{e:?}\n{file}"));
+        codes.push(dump.close_code as u16);
+        let close = close_line(file);
+        assert_eq!(
+            (&close[0], &close[1]),
+            (&serde_json::json!("close"), &serde_json::Value::Null)
+        );
+        assert!(close[3]["reason"].is_string(), "{close}");
+    }
+    codes.sort();
+    assert_eq!(codes, [1001, 1005, 1009]);
+    let malformed: Vec<_> = files
+        .iter()
+        .map(|f| close_line(f)[3]["malformed"].clone())
+        .collect();
+    assert!(malformed.contains(&serde_json::json!(1)), "{malformed:?}");
+
+    // The old close line (counters after the delta) is rejected by rtcroom-dump.
+    let text = &files[0];
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    let old = dir.path().join("old-close.rtcstats");
+    std::fs::write(
+        &old,
+        lines.join("\n") + "\n[\"close\",null,1001,680,{\"malformed\":0}]\n",
+    )
+    .unwrap();
+    let (status, report) = run_dump_tool(&[&old.display().to_string()]);
+    assert_eq!(status, Some(1), "{report:?}");
+    assert_eq!(report[0]["ok"], false);
+    assert_eq!(report[0]["line"], lines.len() + 1);
+}
+
+/// Reproduced: a token sent as `?rtcstats%2Dtoken=` was accepted (the query extractor decodes
+/// keys) but not obfuscated, so the JWT landed in the dump's `url`. Every spelling the server
+/// accepts is obfuscated.
+#[tokio::test]
+async fn a_token_under_a_percent_encoded_key_never_reaches_the_dump() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rtcstats_secret = Some("stats-secret".into());
+    let server = Running::start(cfg).await.unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({"rtcStats": {"user": "ann"}, "exp": exp});
+    let token = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(b"stats-secret"),
+    )
+    .unwrap();
+    let keys = [
+        "rtcstats%2Dtoken",
+        "rtcstats%2dtoken",
+        "%72tcstats-token",
+        "rtcstats-t%6Fken",
+    ];
+    for key in keys {
+        let mut ws = connect(&server, &format!("?a=1&{key}={token}")).await;
+        ws.send(Message::text(HEADER_LINE)).await.unwrap();
+        until_acked(&mut ws, 1).await;
+        ws.close(None).await.unwrap();
+        read_until_close(&mut ws, Duration::from_secs(5)).await;
+    }
+    server.stop().await.unwrap();
+    let files = dumps(dir.path());
+    assert_eq!(files.len(), keys.len(), "every spelling was accepted");
+    let signature = token.rsplit('.').next().unwrap();
+    for file in &files {
+        let dump = read_dump(file).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(dump.metadata.get("user").and_then(Value::as_str), Some("ann"));
+        assert!(!file.contains(signature), "the JWT is in the dump: {file}");
+        let url = dump.metadata.get("url").and_then(Value::as_str).unwrap();
+        assert!(url.ends_with("=obfuscated"), "{url}");
+    }
 }

@@ -1,10 +1,11 @@
 //! Reads a collector dump file (fileFormat 3) back into full events and checks the invariants
-//! this SDK promises. Used by the tests; the collector can use it to validate uploads.
+//! this SDK promises. Used by the tests and `rtcroom-dump`.
 //!
 //! File: line 1 `RTCStatsDump`, line 2 a JSON metadata object with `"fileFormat": 3`, then one
-//! JSON array per line, the last one `["close", null, <code>, <delta>, {counters}?]` written by the
-//! collector. Modelled on upstream `readRTCStatsDump` (github.com/rtcstats/rtcstats,
-//! `packages/rtcstats-shared/dump.js`), plus the checks below.
+//! JSON array per line, the last one `["close", null, <code>, {reason, counters}?, <delta>]`
+//! written by the collector. Modelled on upstream `readRTCStatsDump` (github.com/rtcstats/rtcstats,
+//! `packages/rtcstats-shared/dump.js`): every rule that reader relies on is checked (see
+//! [`read_dump`]), plus this SDK's own invariants.
 
 use super::compress::{decompress, TIMESTAMP_KEY};
 use super::methods::{decompress_method, CREATE, GET_STATS};
@@ -32,6 +33,8 @@ pub struct Dump {
     pub events: Vec<DumpEvent>,
     /// The close code of the collector's last line.
     pub close_code: f64,
+    /// The close line's object of reason and counters (`Value::Null` when it has none).
+    pub close_info: Value,
 }
 
 /// Where and why a dump is invalid (line numbers start at 1).
@@ -75,28 +78,39 @@ struct PcState {
     ids: usize,
 }
 
-/// Parses `text` and checks: the header lines; exactly one absolute time (the first event's);
-/// non-decreasing times; the first event is `create` with a null pc; pc ids are `PC_<n>`; a
-/// pc's first event is never getStats; getStats ids are assigned "0", "1", … without gaps and
-/// every `*Id` reference in a restored report names a report present in it; the last line is
-/// the collector's close line.
+/// Parses `text` and checks.
+///
+/// What the reference reader relies on (it stops, or computes garbage times, otherwise): the
+/// file starts with `RTCStatsDump\n` exactly; lines are split on `\n` only; line 2 is a JSON
+/// object; every other line is empty (skipped) or exactly one JSON value; each event is an
+/// array `[method, pc, value, …extra, delta]` of at least 4 items whose **last item is a
+/// finite number**, the time delta it adds to its running time (the first one absolute); a
+/// getStats value is an object and never a pc's first event (its base is made on the pc's first
+/// event). The collector's close line is read the same way.
+///
+/// This SDK's own invariants: arrays only; `fileFormat` 3; exactly one absolute time (the first
+/// event's, >= 1e11) and non-negative deltas; the first event is `create` with a null pc; pc
+/// ids are `PC_<n>`; getStats ids are assigned "0", "1", … without gaps and every `*Id`
+/// reference in a restored report names a report present in it (or removed earlier); the last
+/// line is the collector's close line `["close", null, code, {…}?, delta]`.
 pub fn read_dump(text: &str) -> Result<Dump, DumpError> {
-    let mut lines = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
-    match lines.next() {
-        Some((_, "RTCStatsDump")) => {}
-        _ => return fail(1, "first line is not RTCStatsDump"),
-    }
+    let Some(rest) = text.strip_prefix("RTCStatsDump\n") else {
+        return fail(1, "the file does not start with RTCStatsDump and a \\n");
+    };
+    // A `\r` left at a line's end is JSON whitespace, as for `JSON.parse`.
+    let mut lines = rest.split('\n').enumerate().map(|(i, l)| (i + 2, l));
     let metadata = match lines.next() {
         Some((n, line)) => Value::parse(line).or_else(|e| fail(n, format!("metadata: {}", e.reason)))?,
         None => return fail(2, "missing metadata"),
     };
+    if metadata.as_object().is_none() {
+        return fail(2, "metadata is not an object");
+    }
     if metadata.get("fileFormat").and_then(Value::as_f64) != Some(3.0) {
         return fail(2, "metadata.fileFormat is not 3");
     }
-    let body: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
+    // Only empty lines are skipped: a line of whitespace is not JSON for the reference reader.
+    let body: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.is_empty()).collect();
     let Some((&(close_line, close_text), events)) = body.split_last() else {
         return fail(3, "no events and no close line");
     };
@@ -124,7 +138,7 @@ pub fn read_dump(text: &str) -> Result<Dump, DumpError> {
         };
         let delta = match items[items.len() - 1].as_f64() {
             Some(d) if d.is_finite() && d >= 0.0 => d,
-            _ => return fail(n, "time delta is not a non-negative number"),
+            _ => return fail(n, "the last item, the time delta, is not a non-negative number"),
         };
         if index == 0 {
             if method != CREATE || pc.is_some() {
@@ -195,18 +209,32 @@ pub fn read_dump(text: &str) -> Result<Dump, DumpError> {
     }
 
     let close = Value::parse(close_text).or_else(|e| fail(close_line, format!("not JSON: {}", e.reason)))?;
-    let close_code = match close.as_array() {
-        // The collector may append one object of counters (e.g. `{"malformed": n}`).
+    let valid_delta = |d: &f64| d.is_finite() && *d >= 0.0 && *d < ABSOLUTE_THRESHOLD_MS;
+    let (close_code, close_info) = match close.as_array() {
+        Some([Value::String(m), Value::Null, Value::Number(code), Value::Number(d)])
+            if m == "close" && valid_delta(d) =>
+        {
+            (*code, Value::Null)
+        }
+        // The collector's reason and counters go before the delta: the last item is the time.
         Some(
-            [Value::String(m), Value::Null, Value::Number(code), Value::Number(d)]
-            | [Value::String(m), Value::Null, Value::Number(code), Value::Number(d), Value::Object(_)],
-        ) if m == "close" && d.is_finite() && *d >= 0.0 && *d < ABSOLUTE_THRESHOLD_MS => *code,
-        _ => return fail(close_line, "last line is not [\"close\", null, code, delta]"),
+            [Value::String(m), Value::Null, Value::Number(code), info @ Value::Object(_), Value::Number(d)],
+        ) if m == "close" && valid_delta(d) => (*code, info.clone()),
+        Some([.., last]) if last.as_f64().is_none() => {
+            return fail(close_line, "the last item, the time delta, is not a number")
+        }
+        _ => {
+            return fail(
+                close_line,
+                "last line is not [\"close\", null, code, {…}?, delta]",
+            )
+        }
     };
     Ok(Dump {
         metadata,
         events: out,
         close_code,
+        close_info,
     })
 }
 

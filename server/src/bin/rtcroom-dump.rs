@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! {"file":…,"ok":true,"generation":G,"socket":K,"firstSeq":S,"startTime":…,"events":N,
-//!  "methods":{"<method>":count,…},"pcs":{"PC_0":{"<method>":count}},"getStats":{"PC_0":n},"closeCode":c}
+//!  "methods":{"<method>":count,…},"pcs":{"PC_0":{"<method>":count}},"getStats":{"PC_0":n},"closeCode":c,
+//!  "close":{"reason":…,"malformed":n,"tooLarge":n,"rateLimited":n}}
 //! {"file":…,"ok":false,"line":L,"reason":"…"}
 //! ```
 //!
@@ -61,6 +62,9 @@ struct Summary {
     pcs: BTreeMap<String, BTreeMap<String, u64>>,
     get_stats: BTreeMap<String, u64>,
     close_code: Json,
+    /// The close line's reason and counters (`{"reason", "malformed", "tooLarge",
+    /// "rateLimited"}` from rtcroom-server), or null.
+    close: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
     list: Option<Vec<(Json, String, Option<String>)>>,
     /// With `--events`: the app's custom events (`:name`) with their values.
@@ -172,6 +176,7 @@ fn summarize(path: &Path, with_events: bool) -> Result<Summary, Failure> {
         pcs,
         get_stats,
         close_code: number(dump.close_code),
+        close: serde_json::from_str(&dump.close_info.to_json()).unwrap_or(Json::Null),
         list: with_events.then_some(list),
         custom: with_events.then_some(custom),
         media: with_events.then_some(media),
