@@ -11,7 +11,7 @@ export type LeaveReason = 'left' | 'timeout' | 'kicked';
 export interface RtcroomError extends Error {
   code: 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
     | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
-    | 'bad-peer-signal' | 'stats-unavailable';
+    | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused';
   fatal: boolean;
 }
 
@@ -78,18 +78,36 @@ export interface StatsTraceOptions {
   closeGraceMs?: number;
   /** When a message counts as delivered: collector acks, a drained socket, or whichever comes (default 'auto'). */
   ackMode?: 'auto' | 'required' | 'never';
+  /**
+   * Largest record in bytes of JSON (default 524288 = 512 KiB, at least 1024; getStats counted
+   * by its raw report). A larger one (a huge `event()` or SDP) is replaced by a `:traceTooLarge`
+   * marker and reported as a `stats-record-too-large` error; the trace goes on. Keep it below
+   * the collector's largest message (rtcroom-server: `--rtcstats-max-frame-bytes`, 1 MiB).
+   */
+  maxRecordBytes?: number;
 }
 
 export interface TraceCounters {
   recorded: number;
+  /** Dropped on a full buffer (reported as `:traceOverflow`). */
   dropped: number;
+  /** Acknowledged by the collector (written, or refused for good: see `refused`). */
   delivered: number;
   lostAtClose: number;
+  /** Records over `maxRecordBytes`, replaced by a `:traceTooLarge` marker. */
+  tooLarge: number;
+  /** Messages the collector refused (rate limit, size, malformed). */
+  refused: number;
 }
 
 export interface StatsTraceEvents {
   'stats': { generation: number; pcId: string; peerConnection: RTCPeerConnection; summary: PeerStats };
-  /** `unauthorized`: the collector refused the token (close 1008); that generation ends. */
+  /**
+   * Never fatal. `unauthorized`: the collector refused the token (close 1008); that generation
+   * ends. `stats-record-too-large`: a record over `maxRecordBytes` was replaced by a marker.
+   * `stats-refused`: the collector refused messages (`["refused", reason, count]`) or ended a
+   * dump at its size cap or quota (close 1013); the trace reconnects and goes on.
+   */
   'error': RtcroomError;
 }
 

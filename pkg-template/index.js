@@ -383,7 +383,10 @@ function hookMediaDevices(md, sink) {
  * in the rtcstats dump format, fileFormat 3. One `connect()` per call: each starts a new
  * generation (a new dump), and nothing of an older generation ever reaches a newer one.
  * Events: `stats` `{ generation, pcId, peerConnection, summary }` after every getStats sample;
- * `error` (`unauthorized`: the collector refused the token; that generation ends).
+ * `error`, never fatal: `unauthorized` (the collector refused the token; that generation
+ * ends), `stats-record-too-large` (a record over `maxRecordBytes`, default 512 KiB, was
+ * replaced by a `:traceTooLarge` marker; the trace goes on), `stats-refused` (the collector
+ * refused messages or ended a dump at a limit; the trace goes on).
  */
 export class StatsTrace extends Emitter {
   #options;
@@ -422,7 +425,7 @@ export class StatsTrace extends Emitter {
   /**
    * Ends a generation (default: the current one): final getStats of its open peer connections,
    * then everything it holds is delivered (within `closeGraceMs`). Resolves with
-   * `{ recorded, dropped, delivered, lostAtClose }`. Closing an older generation never touches
+   * `{ recorded, dropped, delivered, lostAtClose, tooLarge, refused }`. Closing an older generation never touches
    * a newer one; pass the number `connect()` resolved with to be explicit.
    */
   close(generation = this.generation) {

@@ -40,4 +40,8 @@ pub mod code {
     pub const PEER_SIGNAL: &str = "bad-peer-signal";
     /// The stats collector cannot be reached (the trace keeps buffering and retrying).
     pub const STATS_UNAVAILABLE: &str = "stats-unavailable";
+    /// A trace record was over `maxRecordBytes`: a marker took its place (the trace goes on).
+    pub const STATS_RECORD_TOO_LARGE: &str = "stats-record-too-large";
+    /// The stats collector refused messages (rate, size) or ended a dump at a limit.
+    pub const STATS_REFUSED: &str = "stats-refused";
 }

@@ -184,6 +184,27 @@ proptest! {
         prop_assert_eq!(Value::parse(&text).unwrap(), Value::String(s));
     }
 
+    /// `json_len` (the trace's record-size check) is exact for strings and integers and never
+    /// below the written length.
+    #[test]
+    fn json_len_bounds_the_written_length(
+        s in any::<String>(),
+        int in -9.0e15f64..9.0e15,
+        bits in any::<u64>(),
+    ) {
+        let int = int.trunc();
+        let exact = Value::Array(vec![
+            Value::String(s.clone()),
+            Value::Number(int),
+            Value::Null,
+            Value::Bool(false),
+            Value::Object(vec![(s, Value::Array(vec![]))]),
+        ]);
+        prop_assert_eq!(exact.json_len(), exact.to_json().len());
+        let n = Value::Number(f64::from_bits(bits));
+        prop_assert!(n.json_len() >= n.to_json().len());
+    }
+
     #[test]
     fn parser_never_panics(s in any::<String>()) {
         let _ = Value::parse(&s);

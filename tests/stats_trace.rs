@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use rtcroom::stats::dump::{read_dump, write_dump, DumpEvent};
-use rtcroom::stats::trace::{AckMode, Action, Counters, Trace, TraceConfig, OVERFLOW_EVENT, RESUME_EVENT};
+use rtcroom::stats::trace::{
+    AckMode, Action, Counters, Trace, TraceConfig, OVERFLOW_EVENT, RESUME_EVENT, TOO_LARGE_EVENT,
+};
 use rtcroom::stats::value::Value;
 
 const T0: f64 = 1_712_345_678_000.0;
@@ -45,12 +47,17 @@ struct Sim {
     /// Latest counters seen per generation: the trace keeps only the last 16 finished ones.
     counters: BTreeMap<u32, Counters>,
     next_payload: u64,
+    /// (generation, code) of every `Action::Error`.
+    errors: Vec<(u32, &'static str)>,
+    max_record_bytes: usize,
 }
 
 impl Sim {
     fn new(config: TraceConfig) -> Self {
         Sim {
             mode: config.ack_mode,
+            max_record_bytes: config.max_record_bytes,
+            errors: Vec::new(),
             trace: Trace::new(config),
             now: T0,
             sockets: BTreeMap::new(),
@@ -91,6 +98,7 @@ impl Sim {
                 Action::Timer { generation, at } => {
                     self.timers.insert(generation, at);
                 }
+                Action::Error { generation, error } => self.errors.push((generation, error.code)),
             }
         }
         for &g in &self.generations {
@@ -180,6 +188,23 @@ impl Sim {
                 ) {
                     self.accepted.push((g, n));
                 }
+            }
+            Op::BigEvent { pc } => {
+                // Over the limit: never accepted, a marker takes its place (or, with a full
+                // buffer, it is dropped as any record).
+                let Some(g) = self.current() else { return };
+                let pcs = self.pcs.get(&g).cloned().unwrap_or_default();
+                let pc = pc.and_then(|i| pcs.get(i % pcs.len().max(1)).cloned());
+                let method = if pc.is_some() {
+                    "setLocalDescription"
+                } else {
+                    ":big"
+                };
+                let mut value = Value::object();
+                value.set("sdp", Value::String("a=x\r\n".repeat(self.max_record_bytes)));
+                assert!(!self
+                    .trace
+                    .record(g, self.now, method, pc.as_deref(), value, vec![]));
             }
             Op::Stats(i) => {
                 let Some(g) = self.current() else { return };
@@ -338,6 +363,12 @@ impl Sim {
             if sock.lines.is_empty() {
                 continue;
             }
+            for line in sock.lines.iter().skip(1) {
+                assert!(
+                    line.len() <= self.max_record_bytes,
+                    "a line over the limit: {line}"
+                );
+            }
             let file = write_dump(&sock.lines, 1000, 0.0);
             let dump = read_dump(&file).unwrap_or_else(|e| panic!("socket {id}: {e:?}\n{file}"));
             let info = dump.events[0].extra.first().expect("header info");
@@ -424,6 +455,21 @@ impl Sim {
             } else {
                 assert!(present.iter().all(|n| accepted.contains(n)));
             }
+            // Records over the limit are never silent: an error each, and (once everything is
+            // delivered) a marker each.
+            let errors = self
+                .errors
+                .iter()
+                .filter(|(eg, code)| *eg == g && *code == "stats-record-too-large");
+            assert_eq!(
+                errors.count() as u64,
+                counters.too_large,
+                "generation {g}: errors"
+            );
+            if counters.lost_at_close == 0 {
+                let markers = seqs.values().filter(|e| e.method == TOO_LARGE_EVENT).count();
+                assert_eq!(markers as u64, counters.too_large, "generation {g}: markers");
+            }
             // Overflow is never silent.
             if counters.lost_at_close == 0 {
                 let reported: f64 = seqs
@@ -485,6 +531,7 @@ enum Op {
     Refuse(usize),
     CreatePc,
     Event { pc: Option<usize>, back: u8 },
+    BigEvent { pc: Option<usize> },
     Stats(usize),
     StaleEvent,
     Open(usize),
@@ -504,6 +551,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::CreatePc),
         6 => (proptest::option::of(any::<usize>()), 0u8..3).prop_map(|(pc, back)| Op::Event { pc, back }),
         4 => any::<usize>().prop_map(Op::Stats),
+        1 => proptest::option::of(any::<usize>()).prop_map(|pc| Op::BigEvent { pc }),
         1 => Just(Op::StaleEvent),
         4 => any::<usize>().prop_map(Op::Open),
         2 => any::<usize>().prop_map(Op::Drop),
@@ -533,6 +581,7 @@ proptest! {
             backoff_max_ms: 2000.0,
             close_grace_ms: 5000.0,
             ack_mode: mode,
+            max_record_bytes: 1000,
         };
         let mut sim = Sim::new(config);
         sim.apply(&Op::Connect);
@@ -717,4 +766,124 @@ fn credentials_never_reach_the_wire() {
         lines[2],
         r#"[38,"PC_0",{"iceServers":[{"urls":["turn:t.example"]}]},0]"#
     );
+}
+
+/// Reproduced: `StatsTrace.event('big', <3 MiB string>)` made the collector close with 1009 and
+/// the trace replayed that record first on every reconnect, so nothing after it was ever
+/// delivered and the app got no error. A huge SDP did the same. The record is replaced by a
+/// marker (same sequence number), counted and reported; the records after it go out.
+#[test]
+fn a_record_over_max_record_bytes_becomes_a_marker_and_the_trace_goes_on() {
+    let mut sim = Sim::new(TraceConfig::default());
+    sim.apply(&Op::Connect);
+    sim.apply(&Op::CreatePc);
+    sim.apply(&Op::Open(0));
+    let big = Value::String("x".repeat(3 * 1024 * 1024));
+    let mut sdp = Value::object();
+    sdp.set("type", Value::str("offer"));
+    sdp.set(
+        "sdp",
+        Value::String("a=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n".repeat(80_000)),
+    );
+    assert!(sim.trace.record(1, T0, ":before", None, Value::Null, vec![]));
+    assert!(!sim.trace.record(1, T0, ":big", None, big, vec![]));
+    assert!(!sim
+        .trace
+        .record(1, T0, "setLocalDescription", Some("PC_0"), sdp, vec![]));
+    assert!(sim.trace.record(1, T0, ":after", None, Value::Null, vec![]));
+    sim.pump();
+    let lines = sent_on(&sim, 1);
+    // The collector's default largest message is 1 MiB; the SDK's default limit half of it.
+    assert!(
+        lines.iter().all(|l| l.len() <= 512 * 1024),
+        "{:?}",
+        lines.iter().map(String::len).collect::<Vec<_>>()
+    );
+    let methods: Vec<&str> = lines.iter().map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(
+        methods,
+        [
+            "[39",
+            "[39",
+            "[\":before\"",
+            "[\":traceTooLarge\"",
+            "[\":traceTooLarge\"",
+            "[\":after\""
+        ]
+    );
+    assert!(
+        lines[3].starts_with(r#"[":traceTooLarge",null,{"method":":big","bytes":3145769,"limit":524288}"#),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].starts_with(r#"[":traceTooLarge","PC_0",{"method":"setLocalDescription","bytes":"#),
+        "{}",
+        lines[4]
+    );
+    assert_eq!(
+        sim.errors,
+        [(1, "stats-record-too-large"), (1, "stats-record-too-large")]
+    );
+    assert_eq!(sim.trace.counters(1).map(|c| c.too_large), Some(2));
+    sim.settle();
+    sim.check();
+}
+
+/// A record exactly at the limit is kept; one byte more is not (the estimate is exact for
+/// strings and integers).
+#[test]
+fn the_record_limit_is_exact_for_strings() {
+    let config = TraceConfig {
+        max_record_bytes: 100,
+        ..TraceConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    sim.apply(&Op::Connect);
+    sim.apply(&Op::Open(0));
+    // [":e",null,"…",<delta: 24 bytes kept for it>] = 2 + 4 + 1 + 4 + 1 + (n + 2) + 1 + 24,
+    // with n the escaped string's bytes: 29 two-byte chars, an escaped line break, one byte.
+    let fits = "é".repeat(29) + "\na";
+    assert!(sim
+        .trace
+        .record(1, T0, ":e", None, Value::String(fits.clone()), vec![]));
+    assert!(!sim
+        .trace
+        .record(1, T0, ":e", None, Value::String(fits + "b"), vec![]));
+    sim.pump();
+    assert_eq!(sim.trace.counters(1).map(|c| c.too_large), Some(1));
+}
+
+/// The collector's `["refused", reason, count]` reports (cumulative per socket) are counted
+/// once each and reported as non-fatal `stats-refused` errors; the lines they cover are
+/// acknowledged as usual.
+#[test]
+fn collector_refusals_are_counted_and_reported_once() {
+    let mut sim = Sim::new(TraceConfig::default());
+    sim.apply(&Op::Connect);
+    sim.apply(&Op::Open(0));
+    for text in [
+        r#"["refused","rate-limited",2]"#,
+        r#"["refused","rate-limited",2]"#,
+        r#"["refused","message-too-large",1]"#,
+        r#"["refused","rate-limited",5]"#,
+        r#"["refused","rate-limited",4]"#,
+        r#"["refused","Bad Reason",9]"#,
+    ] {
+        sim.trace.socket_message(1, T0, text);
+        sim.pump();
+    }
+    assert_eq!(sim.trace.counters(1).map(|c| c.refused), Some(6));
+    assert_eq!(
+        sim.errors,
+        [(1, "stats-refused"), (1, "stats-refused"), (1, "stats-refused")]
+    );
+    // A new socket counts from zero again.
+    sim.apply(&Op::Drop(0));
+    sim.apply(&Op::Advance(1000));
+    sim.apply(&Op::Open(0));
+    sim.trace
+        .socket_message(2, T0 + 2000.0, r#"["refused","rate-limited",1]"#);
+    sim.pump();
+    assert_eq!(sim.trace.counters(1).map(|c| c.refused), Some(7));
 }

@@ -118,6 +118,7 @@ async fn a_traced_call_becomes_one_valid_dump_with_acks() {
                     closed = true;
                 }
                 Action::Timer { .. } => {}
+                Action::Error { error, .. } => panic!("unexpected {error}"),
             }
         }
         if closed {
@@ -548,6 +549,7 @@ async fn traced_call_over_deflate(client: &mut DeflateClient) -> (Vec<String>, V
                     return (sent, acks);
                 }
                 Action::Timer { .. } => {}
+                Action::Error { error, .. } => panic!("unexpected {error}"),
             }
         }
         if let Ok(Some((0x1, text))) = tokio::time::timeout(Duration::from_millis(500), client.recv()).await {
@@ -685,6 +687,7 @@ impl Shell {
                     return true;
                 }
                 Action::Timer { .. } => {}
+                Action::Error { error, .. } => panic!("unexpected {error}"),
             }
         }
         false

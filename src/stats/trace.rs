@@ -10,12 +10,21 @@ use std::collections::VecDeque;
 use super::compress::{sanitize_configuration, StatsCompressor};
 use super::methods::{compress_method, CREATE, GET_STATS, SET_CONFIGURATION};
 use super::value::Value;
+use crate::error::{code, SdkError};
 
 /// Custom event sent before the first event of a peer connection on a socket when that pc's
 /// `create` is not on this socket (it was delivered in an earlier dump, or dropped on overflow).
 pub const RESUME_EVENT: &str = ":resume";
 /// Custom event reporting how many events were dropped because the buffer was full.
 pub const OVERFLOW_EVENT: &str = ":traceOverflow";
+/// Custom event sent in place of a record over `max_record_bytes`:
+/// `{"method", "bytes", "limit"}`.
+pub const TOO_LARGE_EVENT: &str = ":traceTooLarge";
+/// Default [`TraceConfig::max_record_bytes`]: half the collector's default largest message
+/// (1 MiB), so a record the trace keeps is never refused for its size.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 512 * 1024;
+/// Longest method name a [`TOO_LARGE_EVENT`] repeats (custom names can be anything).
+const MARKER_METHOD_CHARS: usize = 64;
 
 /// When a message counts as delivered (and may be forgotten).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +49,10 @@ pub struct TraceConfig {
     /// How long a closed generation keeps trying to deliver what it holds.
     pub close_grace_ms: f64,
     pub ack_mode: AckMode,
+    /// Largest line a record may make (bytes of JSON; getStats by its raw report). A larger
+    /// one would be refused by the collector, or close its socket, on every replay: it is
+    /// replaced by a [`TOO_LARGE_EVENT`] marker, counted and reported ([`Action::Error`]).
+    pub max_record_bytes: usize,
 }
 
 impl Default for TraceConfig {
@@ -50,6 +63,7 @@ impl Default for TraceConfig {
             backoff_max_ms: 30_000.0,
             close_grace_ms: 5_000.0,
             ack_mode: AckMode::Auto,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -65,6 +79,9 @@ pub enum Action {
     Close { socket: u32 },
     /// Call [`Trace::timer`] for `generation` at `at` (replaces that generation's timer).
     Timer { generation: u32, at: f64 },
+    /// Tell the app (a non-fatal `error` event): a record was too large
+    /// (`stats-record-too-large`), or the collector refused messages (`stats-refused`).
+    Error { generation: u32, error: SdkError },
 }
 
 /// Per-generation counters, for tests and diagnostics.
@@ -78,6 +95,10 @@ pub struct Counters {
     pub delivered: u64,
     /// Messages still undelivered when the close grace period ended.
     pub lost_at_close: u64,
+    /// Records over `max_record_bytes`, replaced by a [`TOO_LARGE_EVENT`] marker.
+    pub too_large: u64,
+    /// Messages the collector refused for good (its `["refused", reason, count]` reports).
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +126,8 @@ struct Socket {
     unacked: VecDeque<(u64, u64)>,
     compressors: Vec<(String, StatsCompressor)>,
     pcs_seen: Vec<String>,
+    /// The collector's refusal counts on this socket, per reason (cumulative).
+    refused: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,7 +301,8 @@ impl Trace {
     /// Records one event. `method` is the full rtcstats name (see `methods`) or a custom name
     /// starting with ':'; for `getStats`, `value` is the raw report object (compressed per
     /// socket when sent). Returns false when ignored: stale generation, unknown pc, a `create`
-    /// (use [`Trace::create_pc`]), or a full buffer (counted).
+    /// (use [`Trace::create_pc`]), a full buffer (counted), or a record over
+    /// `max_record_bytes` (counted, and a marker sent instead).
     pub fn record(
         &mut self,
         generation: u32,
@@ -329,11 +353,22 @@ impl Trace {
         });
     }
 
-    /// A text frame from the collector. `["ack", n]` means the first n lines of this socket
-    /// (header included) are written; anything else is ignored.
+    /// A text frame from the collector. `["ack", n]`: the first n lines of this socket (header
+    /// included) are handled for good. `["refused", reason, count]`: `count` messages of this
+    /// socket so far were refused for `reason` (they are acknowledged too); the increase is
+    /// counted and reported. Anything else is ignored.
     pub fn socket_message(&mut self, socket: u32, now: f64, text: &str) {
-        let Some(count) = parse_ack(text) else { return };
-        self.with_socket(socket, |g, ctx| g.on_ack(count, now, ctx));
+        let ack = parse_ack(text);
+        let refused = ack.is_none().then(|| parse_refused(text)).flatten();
+        if ack.is_none() && refused.is_none() {
+            return;
+        }
+        // One closure for both: each `with_socket` closure is a copy of `with_generation`.
+        self.with_socket(socket, |g, ctx| match (ack, refused) {
+            (Some(count), _) => g.on_ack(count, now, ctx),
+            (None, Some((reason, count))) => g.on_refused(reason, count, ctx),
+            (None, None) => {}
+        });
     }
 
     /// The socket's `bufferedAmount` reached zero: everything sent was handed to the network.
@@ -393,17 +428,47 @@ impl Trace {
     }
 }
 
-/// `["ack", n]` with n a non-negative integer (whitespace allowed between tokens). Hand-read:
-/// the only JSON the browser side ever parses, so the wasm needs no JSON or float parser.
+/// `["ack", n]` with n a non-negative integer (whitespace allowed between tokens). Hand-read,
+/// as `["refused", …]`: the only JSON the browser side ever parses, so the wasm needs no JSON
+/// or float parser.
 fn parse_ack(text: &str) -> Option<u64> {
     let rest = text.trim().strip_prefix('[')?.trim_start();
     let rest = rest.strip_prefix("\"ack\"")?.trim_start();
     let rest = rest.strip_prefix(',')?.trim_start();
-    let digits = rest.strip_suffix(']')?.trim_end();
+    parse_count(rest.strip_suffix(']')?)
+}
+
+/// `["refused", "<reason>", n]`: a reason of lowercase letters and dashes, n as in an ack.
+fn parse_refused(text: &str) -> Option<(&str, u64)> {
+    let rest = text.trim().strip_prefix('[')?.trim_start();
+    let rest = rest.strip_prefix("\"refused\"")?.trim_start();
+    let rest = rest.strip_prefix(',')?.trim_start().strip_prefix('"')?;
+    // Byte-wise (no `str` searcher in the wasm): the reason ends at the first non-reason byte.
+    let len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_lowercase() || *b == b'-')
+        .count();
+    let (reason, rest) = (rest.get(..len)?, rest.get(len..)?.strip_prefix('"')?);
+    let rest = rest.trim_start().strip_prefix(',')?;
+    let count = parse_count(rest.strip_suffix(']')?)?;
+    (!reason.is_empty() && reason.len() <= 32).then_some((reason, count))
+}
+
+/// A non-negative integer of at most 15 digits, whitespace around it allowed.
+fn parse_count(text: &str) -> Option<u64> {
+    let digits = text.trim();
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Upper bound of the line a record makes: `[method,pc,value,…extra,delta]`, the delta at its
+/// longest.
+fn line_len(method: &str, pc: Option<&str>, value: &Value, extra: &[Value]) -> usize {
+    let pc_len = pc.map_or(4, |p| Value::str(p).json_len());
+    let extra_len: usize = extra.iter().map(|v| 1 + v.json_len()).sum();
+    2 + compress_method(method).json_len() + 1 + pc_len + 1 + value.json_len() + extra_len + 1 + 24
 }
 
 impl Generation {
@@ -430,6 +495,7 @@ impl Generation {
             unacked: VecDeque::new(),
             compressors: Vec::new(),
             pcs_seen: Vec::new(),
+            refused: Vec::new(),
         });
         self.sockets_opened += 1;
         self.reconnect_at = None;
@@ -455,7 +521,10 @@ impl Generation {
             self.counters.dropped += 1;
             return false;
         }
-        self.push(
+        let bytes = line_len(method, pc.as_deref(), &value, &extra);
+        let limit = ctx.config.max_record_bytes;
+        let fits = bytes <= limit;
+        let entry = if fits {
             Entry {
                 seq: self.next_seq,
                 time,
@@ -463,10 +532,33 @@ impl Generation {
                 pc,
                 value,
                 extra,
-            },
-            ctx,
-        );
-        true
+            }
+        } else {
+            // Kept, the record would be refused (or close the socket) on every replay and hold
+            // back everything after it. The marker takes its place and sequence number.
+            self.counters.too_large += 1;
+            let name: String = method.chars().take(MARKER_METHOD_CHARS).collect();
+            let mut info = Value::object();
+            info.set("method", Value::String(name));
+            info.set("bytes", Value::Number(bytes as f64));
+            info.set("limit", Value::Number(limit as f64));
+            // The marker's own JSON says it all (and no `format!` machinery in the wasm).
+            let message = "a record over maxRecordBytes was dropped: ".to_string() + &info.to_json();
+            ctx.actions.push_back(Action::Error {
+                generation: self.id,
+                error: SdkError::new(code::STATS_RECORD_TOO_LARGE, message, false),
+            });
+            Entry {
+                seq: self.next_seq,
+                time,
+                method: TOO_LARGE_EVENT.to_string(),
+                pc,
+                value: info,
+                extra: Vec::new(),
+            }
+        };
+        self.push(entry, ctx);
+        fits
     }
 
     fn push(&mut self, entry: Entry, ctx: &mut Ctx<'_>) {
@@ -556,6 +648,33 @@ impl Generation {
         }
         *ctx.collector_acks = true;
         self.deliver_through(count, now, ctx);
+    }
+
+    /// The collector's cumulative count of refusals for `reason` on this socket.
+    fn on_refused(&mut self, reason: &str, count: u64, ctx: &mut Ctx<'_>) {
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        let known = match socket.refused.iter().position(|(r, _)| r == reason) {
+            Some(index) => &mut socket.refused[index].1,
+            None => {
+                socket.refused.push((reason.to_string(), 0));
+                let last = socket.refused.len() - 1;
+                &mut socket.refused[last].1
+            }
+        };
+        let new = count.saturating_sub(*known);
+        if new == 0 {
+            return;
+        }
+        *known = count;
+        self.counters.refused += new;
+        let count = Value::Number(new as f64).to_json();
+        let message = "the stats collector refused messages: ".to_string() + reason + " (" + &count + ")";
+        ctx.actions.push_back(Action::Error {
+            generation: self.id,
+            error: SdkError::new(code::STATS_REFUSED, message, false),
+        });
     }
 
     /// The first `lines` lines of the current socket are delivered.
@@ -794,5 +913,28 @@ mod tests {
         assert_eq!(parse_ack(r#"["ack",1e3]"#), None);
         assert_eq!(parse_ack(r#"["ack",]"#), None);
         assert_eq!(parse_ack(r#"["ack",1234567890123456]"#), None);
+    }
+
+    #[test]
+    fn refused_parsing() {
+        assert_eq!(
+            parse_refused(r#"["refused","rate-limited",3]"#),
+            Some(("rate-limited", 3))
+        );
+        assert_eq!(
+            parse_refused(r#" [ "refused" , "malformed" , 0 ] "#),
+            Some(("malformed", 0))
+        );
+        for bad in [
+            r#"["refused","Rate",3]"#,
+            r#"["refused","",3]"#,
+            r#"["refused","a\"b",3]"#,
+            r#"["refused","x",-1]"#,
+            r#"["refused","x"]"#,
+            r#"["refused",3,"x"]"#,
+            r#"["ack","x",3]"#,
+        ] {
+            assert_eq!(parse_refused(bad), None, "{bad}");
+        }
     }
 }

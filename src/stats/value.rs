@@ -154,6 +154,27 @@ impl Value {
         }
     }
 
+    /// An upper bound of `to_json().len()`, computed without writing: exact except for
+    /// fractional numbers, counted at 24 bytes (the longest a JS number prints). Lets the trace
+    /// refuse an oversized record before buffering it, without formatting any number.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Value::Null | Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(n) => number_len(*n),
+            Value::String(s) => string_len(s),
+            Value::Array(items) => {
+                let commas = items.len().saturating_sub(1);
+                2 + commas + items.iter().map(Value::json_len).sum::<usize>()
+            }
+            Value::Object(entries) => {
+                let commas = entries.len().saturating_sub(1);
+                let members = entries.iter().map(|(k, v)| string_len(k) + 1 + v.json_len());
+                2 + commas + members.sum::<usize>()
+            }
+        }
+    }
+
     /// Parses one JSON text (surrounding whitespace allowed). Duplicate keys keep the first
     /// position and the last value, as `JSON.parse` does.
     pub fn parse(text: &str) -> Result<Value, ParseError> {
@@ -269,6 +290,36 @@ fn write_fraction(out: &mut String, n: f64) {
         out.push(if e < 0 { '-' } else { '+' });
         let _ = write!(out, "{}", e.abs());
     }
+}
+
+/// Length of [`write_number`]'s output, or 24 (an upper bound) for a fraction.
+fn number_len(n: f64) -> usize {
+    if !n.is_finite() {
+        return 4;
+    }
+    if n.fract() != 0.0 || n.abs() >= 9.0e15 {
+        return 24;
+    }
+    let mut digits = usize::from(n < 0.0) + 1;
+    let mut rest = (n.abs() as u64) / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    digits
+}
+
+/// Length of [`write_string`]'s output.
+fn string_len(s: &str) -> usize {
+    let escaped: usize = s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum();
+    escaped + 2
 }
 
 /// Writes `s` as a JSON string literal the way `JSON.stringify` escapes it.

@@ -84,6 +84,8 @@ fn counters_value(counters: &Counters) -> JsValue {
         ("dropped", (counters.dropped as f64).into()),
         ("delivered", (counters.delivered as f64).into()),
         ("lostAtClose", (counters.lost_at_close as f64).into()),
+        ("tooLarge", (counters.too_large as f64).into()),
+        ("refused", (counters.refused as f64).into()),
     ])
 }
 
@@ -201,7 +203,14 @@ impl Inner {
                 self.timers.retain(|(g, _)| *g != generation);
                 self.timers.push((generation, timer));
             }
+            Action::Error { error, .. } => self.emit_error(&error),
         }
+    }
+
+    fn emit_error(&mut self, error: &SdkError) {
+        let detail = error_value(error);
+        self.outbox
+            .call(&self.emit, ["error".into(), detail, JsValue::UNDEFINED]);
     }
 
     fn open(&mut self, generation: u32, socket: u32) {
@@ -249,11 +258,14 @@ impl Inner {
                         false,
                     );
                     inner.reject_open(generation, &error);
-                    inner.outbox.call(
-                        &inner.emit,
-                        ["error".into(), error_value(&error), JsValue::UNDEFINED],
-                    );
+                    inner.emit_error(&error);
                     return;
+                }
+                if let Some((1013, reason)) = close {
+                    // A dump ended at the collector's size cap or quota: retried with backoff,
+                    // the trace goes on in a new dump.
+                    let message = format!("the stats collector ended the dump: {reason}");
+                    inner.emit_error(&SdkError::new(code::STATS_REFUSED, message, false));
                 }
                 inner.trace.socket_closed(socket, now());
                 let error = SdkError::new(
@@ -430,8 +442,9 @@ pub struct StatsTraceCore {
 #[wasm_bindgen]
 impl StatsTraceCore {
     /// Options: `maxBuffered`, `backoffInitialMs`, `backoffMaxMs`, `closeGraceMs`,
-    /// `intervalMs` (getStats polling; 0 = only the first and final samples) and `ackMode`
-    /// ('auto' | 'required' | 'never'). `emit(name, detail)` receives `stats` events.
+    /// `intervalMs` (getStats polling; 0 = only the first and final samples), `ackMode`
+    /// ('auto' | 'required' | 'never') and `maxRecordBytes` (default 512 KiB, at least 1 KiB).
+    /// `emit(name, detail)` receives `stats` and `error` events.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue, emit: Function) -> StatsTraceCore {
         let defaults = TraceConfig::default();
@@ -446,6 +459,9 @@ impl StatsTraceCore {
             backoff_max_ms: num(&options, "backoffMaxMs").unwrap_or(defaults.backoff_max_ms),
             close_grace_ms: num(&options, "closeGraceMs").unwrap_or(defaults.close_grace_ms),
             ack_mode,
+            // At least room for a marker: a smaller limit would refuse every record.
+            max_record_bytes: num(&options, "maxRecordBytes")
+                .map_or(defaults.max_record_bytes, |n| n.max(1024.0) as usize),
         };
         let interval_ms = num(&options, "intervalMs").unwrap_or(crate::stats::poll::DEFAULT_INTERVAL_MS);
         let inner = Rc::new_cyclic(|weak| {
@@ -502,7 +518,7 @@ impl StatsTraceCore {
 
     /// Ends `generation`: final getStats of its still-open peer connections, then delivery of
     /// everything it holds (within `closeGraceMs`). Resolves with its counters
-    /// `{recorded, dropped, delivered, lostAtClose}` when it is done. A stale or repeated
+    /// `{recorded, dropped, delivered, lostAtClose, tooLarge, refused}` when it is done. A stale or repeated
     /// close touches nothing else.
     pub fn close(&self, generation: u32) -> Promise {
         let weak = self.weak();

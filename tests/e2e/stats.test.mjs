@@ -268,6 +268,42 @@ for (const name of BROWSERS) {
   });
 }
 
+for (const name of BROWSERS) {
+  test(`${name}: a 3 MiB event() is dropped with a non-fatal error and the records after it reach the dump`, async () => {
+    clearDumps();
+    const result = await withPage(name, (page) => page.evaluate(async () => {
+      const { sdk } = window.rt;
+      const url = `${location.origin.replace('http', 'ws')}/rtcstats`;
+      // Before the fix the collector closed with 1009 and the trace replayed the record first
+      // on every reconnect: nothing after it was delivered until the close grace ran out.
+      const trace = new sdk.StatsTrace({ closeGraceMs: 3000 });
+      const errors = [];
+      trace.on('error', (e) => errors.push({ code: e.code, fatal: e.fatal, message: e.message }));
+      await trace.connect(url);
+      trace.event('before', { n: 1 });
+      trace.event('big', 'x'.repeat(3 * 1024 * 1024));
+      trace.event('after', { n: 2 });
+      const counters = await trace.close();
+      return { errors, counters };
+    }));
+    assert.deepEqual(result.errors.map((e) => [e.code, e.fatal]), [['stats-record-too-large', false]], JSON.stringify(result.errors));
+    assert.match(result.errors[0].message, /:big/);
+    assert.equal(result.counters.tooLarge, 1, JSON.stringify(result.counters));
+    assert.equal(result.counters.lostAtClose, 0, JSON.stringify(result.counters));
+    const dumps = await readDumps(dumpsDir);
+    assert.equal(dumps.length, 1, JSON.stringify(dumps.map((d) => [d.closeCode, d.events])));
+    const [dump] = dumps;
+    assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+    assert.equal(dump.closeCode, 1000);
+    assert.deepEqual(dump.custom.map(([m]) => m), [':before', ':traceTooLarge', ':after']);
+    assert.deepEqual(dump.custom[2][1], { n: 2 });
+    const marker = dump.custom[1][1];
+    assert.equal(marker.method, ':big');
+    assert.ok(marker.bytes > 3 * 1024 * 1024 && marker.limit === 512 * 1024, JSON.stringify(marker));
+    assert.ok(readFileSync(dump.file, 'utf8').length < 64 * 1024, 'the record itself is not in the dump');
+  });
+}
+
 test('chromium: stats without a collector: RemotePeer stats events every intervalMs, and no dump', async () => {
   clearDumps();
   const result = await withPage('chromium', (page) => page.evaluate(async (room) => {
