@@ -321,25 +321,33 @@ fn time_delta(text: &str) -> Option<f64> {
 fn compact(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
-    let (mut in_string, mut escaped, mut kept_from) = (false, false, 0);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let (mut i, mut kept_from) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match b {
+            // A string: skipped to its closing quote (escapes hop over the escaped byte).
+            b'"' => {
+                while let Some(&c) = bytes.get(i) {
+                    i += match c {
+                        b'\\' => 2,
+                        b'"' => break,
+                        _ => 1,
+                    };
+                }
+                i += 1;
             }
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            out.extend_from_slice(&bytes[kept_from..i]);
-            kept_from = i + 1;
-        } else if b == b'"' {
-            in_string = true;
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.extend_from_slice(bytes.get(kept_from..i - 1)?);
+                kept_from = i;
+            }
+            _ => {}
         }
     }
-    out.extend_from_slice(&bytes[kept_from..]);
-    let line = String::from_utf8(out).ok()?;
-    (!line.contains(['\n', '\r'])).then_some(line)
+    out.extend_from_slice(bytes.get(kept_from..)?);
+    if out.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return None;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A checked message: the compact line to write and its time delta.
