@@ -304,6 +304,45 @@ for (const name of BROWSERS) {
   });
 }
 
+test('chromium: a dump at the collector\'s size cap ends with a close line saying so; the trace reports it and goes on in a new dump', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtcroom-dumps-'));
+  const capped = await startServer(['--dumps-dir', dir, '--rtcstats-max-dump-bytes', '20000']);
+  try {
+    const result = await withPage('chromium', (page) => page.evaluate(async () => {
+      const { sdk } = window.rt;
+      const url = `${location.origin.replace('http', 'ws')}/rtcstats`;
+      const trace = new sdk.StatsTrace({ backoffInitialMs: 100 });
+      const errors = [];
+      trace.on('error', (e) => errors.push({ code: e.code, fatal: e.fatal, message: e.message }));
+      await trace.connect(url);
+      for (let i = 0; i < 60; i += 1) trace.event('note', { i, pad: 'p'.repeat(400) });
+      const counters = await trace.close();
+      return { errors, counters };
+    }), capped.url);
+    assert.ok(result.errors.length >= 1, JSON.stringify(result));
+    for (const e of result.errors) {
+      assert.deepEqual([e.code, e.fatal], ['stats-refused', false]);
+      assert.match(e.message, /dump size limit/);
+    }
+    assert.equal(result.counters.lostAtClose, 0, JSON.stringify(result.counters));
+    const dumps = (await readDumps(dir)).sort((x, y) => x.socket - y.socket);
+    assert.ok(dumps.length >= 2, JSON.stringify(dumps));
+    for (const dump of dumps) assert.equal(dump.ok, true, `${dump.file}: line ${dump.line}: ${dump.reason}`);
+    for (const dump of dumps.slice(0, -1)) {
+      assert.equal(dump.closeCode, 1013);
+      assert.equal(dump.close.reason, 'dump-size-limit');
+      assert.ok(readFileSync(dump.file).length <= 20000);
+    }
+    assert.equal(dumps.at(-1).closeCode, 1000);
+    // Every event exactly once across the dumps, in order.
+    const seen = dumps.flatMap((d) => d.custom.map(([, value]) => value.i));
+    assert.deepEqual(seen, [...Array(60).keys()]);
+  } finally {
+    await capped.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('chromium: stats without a collector: RemotePeer stats events every intervalMs, and no dump', async () => {
   clearDumps();
   const result = await withPage('chromium', (page) => page.evaluate(async (room) => {
