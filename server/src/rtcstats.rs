@@ -102,13 +102,16 @@ pub struct CollectorSettings {
 
 /// The dumps dir's quota: the bytes of every file in it, measured at start-up and counted up
 /// with every byte the collector writes. When it is reached, the dir is measured again (at most
-/// every [`QUOTA_RESCAN`]) so that files an operator moved away free their room.
+/// every [`QUOTA_RESCAN`]) so that files an operator moved away free their room; the bytes
+/// taken but not on disk yet (write buffers, close-line rooms) are added to the measurement.
 #[derive(Debug)]
 pub struct DumpsQuota {
     dir: PathBuf,
     /// 0: no quota (bytes are still counted).
     limit: u64,
     used: AtomicU64,
+    /// Of `used`, the bytes taken but not known to be on disk.
+    in_flight: AtomicU64,
     measured: Mutex<std::time::Instant>,
 }
 
@@ -119,6 +122,7 @@ impl DumpsQuota {
             dir: dir.to_path_buf(),
             limit,
             used: AtomicU64::new(dir_bytes(dir)),
+            in_flight: AtomicU64::new(0),
             measured: Mutex::new(std::time::Instant::now()),
         }
     }
@@ -138,29 +142,38 @@ impl DumpsQuota {
         }
         let dir = self.dir.clone();
         if let Ok(measured) = tokio::task::spawn_blocking(move || dir_bytes(&dir)).await {
-            // Bytes still in the write buffers of open dumps are not on disk yet: the count may
-            // be short by those few KB until the next write.
-            self.used.store(measured, Ordering::Relaxed);
+            // A buffer that filled up wrote itself out meanwhile: counted twice until its
+            // dump's next flush, which errs on the safe side.
+            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            self.used
+                .store(measured.saturating_add(in_flight), Ordering::Relaxed);
         }
         self.try_reserve(bytes)
     }
 
-    /// Gives back bytes reserved but not written.
+    /// Gives back bytes reserved and never written.
     pub fn release(&self, bytes: u64) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                Some(used.saturating_sub(bytes))
-            });
+        sub(&self.used, bytes);
+        sub(&self.in_flight, bytes);
+    }
+
+    /// Reserved bytes are now on disk (their file was flushed).
+    pub fn landed(&self, bytes: u64) {
+        sub(&self.in_flight, bytes);
     }
 
     fn try_reserve(&self, bytes: u64) -> bool {
-        self.used
+        let taken = self
+            .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(bytes)
                     .filter(|&total| self.limit == 0 || total <= self.limit)
             })
-            .is_ok()
+            .is_ok();
+        if taken {
+            self.in_flight.fetch_add(bytes, Ordering::Relaxed);
+        }
+        taken
     }
 
     fn rescan_due(&self) -> bool {
@@ -174,6 +187,12 @@ impl DumpsQuota {
         *measured = std::time::Instant::now();
         true
     }
+}
+
+fn sub(counter: &AtomicU64, bytes: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(bytes))
+    });
 }
 
 /// Bytes of the regular files directly in `dir`.
@@ -549,6 +568,8 @@ struct DumpFile {
     file: tokio::io::BufWriter<fs::File>,
     /// Bytes in the file (the close line's room not included).
     bytes: u64,
+    /// Bytes written since the last flush (the quota counts them as in flight).
+    unflushed: u64,
     /// Bytes of a dump that holds nothing but its metadata.
     empty_bytes: u64,
     quota: Arc<DumpsQuota>,
@@ -577,16 +598,24 @@ impl DumpFile {
             return Err(Stop::End(End::Storage));
         }
         self.bytes += len;
+        self.unflushed += len;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().await?;
+        self.quota.landed(std::mem::take(&mut self.unflushed));
         Ok(())
     }
 
     /// Writes the close line into the room kept for it and flushes; gives back the room left.
     async fn finish(mut self, close_line: &str) -> std::io::Result<()> {
-        self.quota
-            .release(CLOSE_LINE_ROOM.saturating_sub(close_line.len() as u64 + 1));
+        let len = (close_line.len() as u64 + 1).min(CLOSE_LINE_ROOM);
+        self.quota.release(CLOSE_LINE_ROOM - len);
+        self.unflushed += len;
         self.file.write_all(close_line.as_bytes()).await?;
         self.file.write_all(b"\n").await?;
-        self.file.flush().await
+        self.flush().await
     }
 }
 
@@ -690,7 +719,7 @@ async fn collect(
                     continue;
                 }
                 if let Some(d) = dump.as_mut() {
-                    if d.file.flush().await.is_err() {
+                    if d.flush().await.is_err() {
                         break End::Storage;
                     }
                 }
@@ -832,6 +861,7 @@ async fn open_dump(settings: &CollectorSettings, metadata: &Metadata) -> Result<
         Ok(file) => Ok(DumpFile {
             file,
             bytes: head_bytes,
+            unflushed: head_bytes,
             empty_bytes: head_bytes,
             quota: settings.quota.clone(),
         }),
@@ -905,8 +935,21 @@ mod tests {
         std::fs::remove_file(dir.path().join("a.rtcstats")).unwrap();
         assert!(!quota.reserve(1).await);
         *quota.measured.lock().unwrap() -= QUOTA_RESCAN;
+        // 300 bytes are taken but not on disk (a write buffer): a measurement keeps them.
+        quota.landed(0);
         assert!(quota.reserve(1).await, "the file moved away is noticed");
-        assert_eq!(quota.used(), 1);
+        assert_eq!(quota.used(), 301);
+        quota.landed(301);
+        std::fs::write(dir.path().join("b.rtcstats"), [b'b'; 301]).unwrap();
+        *quota.measured.lock().unwrap() -= QUOTA_RESCAN;
+        assert!(quota.reserve(699).await);
+        assert!(!quota.reserve(1).await);
+        *quota.measured.lock().unwrap() -= QUOTA_RESCAN;
+        assert!(
+            !quota.reserve(1).await,
+            "the landed bytes are counted once: {}",
+            quota.used()
+        );
         let unlimited = DumpsQuota::measure(&dir.path().join("missing"), 0);
         assert!(unlimited.reserve(u64::MAX).await);
     }
