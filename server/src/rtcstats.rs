@@ -447,7 +447,11 @@ pub async fn upgrade(
     }
     let identity = match &settings.secret {
         None => Identity::default(),
-        Some(secret) => match auth::verify::<StatsClaims>(secret, query.token.as_deref()) {
+        Some(secret) => match auth::verify_with_leeway::<StatsClaims>(
+            secret,
+            query.token.as_deref(),
+            app.signal.jwt_leeway,
+        ) {
             Ok(claims) => claims.rtc_stats,
             Err(reason) => {
                 app.tasks.spawn(refuse(pending, reason));
