@@ -10,7 +10,10 @@
 
 use litemap::LiteMap;
 
-use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason, PeerInfo, ServerMsg, PROTOCOL_VERSION};
+use rtcroom_protocol::{
+    close::{self, Recovery},
+    ClientMsg, ErrorCode, LeaveReason, PeerInfo, ServerMsg, PROTOCOL_VERSION,
+};
 
 use crate::{
     error::{code, SdkError},
@@ -55,6 +58,11 @@ pub struct SessionConfig<J> {
     /// App-level ping interval, and the silence after which the socket counts as dead.
     pub heartbeat_interval_ms: f64,
     pub heartbeat_timeout_ms: f64,
+    /// How long one attempt may take to open the transport. Separate from the heartbeat: a
+    /// socket that never opens (a black-holed address) should fail fast, a quiet one need not.
+    pub connect_timeout_ms: f64,
+    /// Where the transport connects, for error messages only (no credentials in it).
+    pub url: String,
     /// After a resume, a peer the server does not list yet may still be reconnecting itself
     /// (e.g. after a server restart): it is kept this long before `peer-left`.
     pub peer_rejoin_grace_ms: f64,
@@ -71,6 +79,8 @@ impl<J> SessionConfig<J> {
             initial_attempts: 3,
             heartbeat_interval_ms: 5000.0,
             heartbeat_timeout_ms: 15_000.0,
+            connect_timeout_ms: 10_000.0,
+            url: String::new(),
             peer_rejoin_grace_ms: 15_000.0,
             jitter_seed: 1,
         }
@@ -193,7 +203,7 @@ impl<J: Clone> Session<J> {
         match (self.transport, self.state) {
             (_, s) if s.over() => None,
             (Transport::Closed, _) => self.reconnect_at,
-            (Transport::Opening, _) => Some(self.last_heard + self.config.heartbeat_timeout_ms),
+            (Transport::Opening, _) => Some(self.last_heard + self.config.connect_timeout_ms),
             (Transport::Open, _) => Some(
                 (self.last_ping + self.config.heartbeat_interval_ms)
                     .min(self.last_heard + self.config.heartbeat_timeout_ms),
@@ -252,19 +262,26 @@ impl<J: Clone> Session<J> {
         }
     }
 
-    /// `join()`: only from `idle`.
+    /// `join()`: starts from `idle`. While a join is pending this one waits for the same
+    /// outcome; once in the room (`joined`, `reconnecting`) it resolves at once; after the end
+    /// (`left`, `failed`) it rejects.
     pub fn join(&mut self, now: f64) {
-        if self.state != SessionState::Idle {
-            let error = SdkError::new(
-                code::INVALID_STATE,
-                format!("join() in state {}", self.state.as_str()),
-                false,
-            );
-            self.out.push(SessionAction::JoinRejected(error));
-            return;
+        match self.state {
+            SessionState::Idle => {
+                self.go(SessionState::Connecting, "join");
+                self.open(now);
+            }
+            SessionState::Connecting => {}
+            SessionState::Joined | SessionState::Reconnecting => self.out.push(SessionAction::JoinResolved),
+            SessionState::Left | SessionState::Failed => {
+                let error = SdkError::new(
+                    code::INVALID_STATE,
+                    format!("join() in state {}", self.state.as_str()),
+                    false,
+                );
+                self.out.push(SessionAction::JoinRejected(error));
+            }
         }
-        self.go(SessionState::Connecting, "join");
-        self.open(now);
     }
 
     /// `leave()`: bye to every peer, `leave` to the server, everything closed.
@@ -479,49 +496,59 @@ impl<J: Clone> Session<J> {
         }
     }
 
-    /// The transport closed (or failed to open). `code` is the WebSocket close code (1006 when
-    /// the connection failed or dropped).
+    /// The transport closed (or failed to open). `close_code` is the WebSocket close code (1006
+    /// when the connection failed or dropped); `close::recovery` decides what follows.
     pub fn transport_closed(&mut self, close_code: u16, reason: &str, now: f64) {
         if self.transport == Transport::Closed || self.state.over() {
             return;
         }
         self.transport = Transport::Closed;
-        match close_code {
-            1008 => {
-                let message = if reason.is_empty() {
-                    "refused by the server".to_string()
-                } else {
-                    reason.to_string()
-                };
-                // A byte window, not `str::contains`: that links the two-way searcher (~3 KB of wasm).
-                let kind = if reason.as_bytes().windows(9).any(|w| w == b"violation") {
-                    code::SIGNALING_CLOSED
-                } else {
-                    code::UNAUTHORIZED
-                };
-                return self.fail(SdkError::new(kind, message, true));
+        let reason_or = |fallback: &str| {
+            if reason.is_empty() {
+                fallback.to_string()
+            } else {
+                reason.to_string()
             }
-            4000 => {
-                return self.fail(SdkError::new(
-                    code::SIGNALING_CLOSED,
-                    "this session resumed elsewhere",
-                    true,
-                ))
+        };
+        let (kind, message) = match close::recovery(close_code) {
+            Recovery::Reconnect => {
+                let failure = if reason.is_empty() {
+                    format!("close {close_code}")
+                } else {
+                    format!("close {close_code} {reason}")
+                };
+                return self.retry_later(failure, now);
             }
-            _ => {}
-        }
+            Recovery::Refused => (code::UNAUTHORIZED, reason_or("refused by the server")),
+            Recovery::Replaced => (code::SIGNALING_CLOSED, "this session resumed elsewhere".into()),
+            Recovery::Kicked => (
+                code::SIGNALING_CLOSED,
+                reason_or("removed from the room for too many violations"),
+            ),
+        };
+        self.fail(SdkError::new(kind, message, true));
+    }
+
+    /// One attempt failed (`failure` says how, for the final message): schedule the next one
+    /// with backoff, or give up once the attempt budget is spent.
+    fn retry_later(&mut self, failure: String, now: f64) {
+        self.transport = Transport::Closed;
         self.attempts += 1;
+        let url = &self.config.url;
         if self.state == SessionState::Connecting && self.local_id.is_none() {
             if self.attempts >= self.config.initial_attempts.max(1) {
                 let message = format!(
-                    "signaling unreachable after {} attempts (last close {close_code})",
+                    "signaling unreachable at {url} after {} attempts (last: {failure})",
                     self.attempts
                 );
                 return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
             }
         } else {
             if self.config.retry.exhausted(self.attempts.saturating_sub(1)) {
-                let message = format!("signaling lost; gave up after {} attempts", self.attempts - 1);
+                let message = format!(
+                    "signaling at {url} lost; gave up after {} attempts (last: {failure})",
+                    self.attempts - 1
+                );
                 return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
             }
             self.go(SessionState::Reconnecting, "signaling-lost");
@@ -556,12 +583,17 @@ impl<J: Clone> Session<J> {
         }
         match self.transport {
             Transport::Closed if self.reconnect_at.is_some_and(|t| now >= t) => self.open(now),
-            Transport::Opening | Transport::Open
-                if now - self.last_heard >= self.config.heartbeat_timeout_ms =>
-            {
-                // Silent too long (or stuck connecting): drop this socket and reconnect.
+            Transport::Opening if now - self.last_heard >= self.config.connect_timeout_ms => {
+                // Stuck connecting (e.g. a black-holed address): drop this socket, try again.
                 self.out.push(SessionAction::CloseTransport);
-                self.transport_closed(4408, "heartbeat timeout", now);
+                let ms = self.config.connect_timeout_ms as u64;
+                self.retry_later(format!("not open within {ms} ms"), now);
+            }
+            Transport::Open if now - self.last_heard >= self.config.heartbeat_timeout_ms => {
+                // Silent too long: drop this socket and reconnect.
+                self.out.push(SessionAction::CloseTransport);
+                let ms = self.config.heartbeat_timeout_ms as u64;
+                self.retry_later(format!("nothing heard for {ms} ms"), now);
             }
             Transport::Open if now - self.last_ping >= self.config.heartbeat_interval_ms => {
                 self.last_ping = now;

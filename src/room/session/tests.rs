@@ -81,8 +81,6 @@ fn join_handshake() {
         ]
     );
     assert_eq!(s.local_id(), Some("me"));
-    s.join(7.0);
-    assert!(matches!(&s.drain()[..], [A::JoinRejected(e)] if e.code == code::INVALID_STATE));
 }
 
 #[test]
@@ -337,14 +335,6 @@ fn refusals_are_typed_and_final() {
         |a| matches!(a, A::JoinRejected(e) if e.code == code::UNAUTHORIZED && e.message == "missing token")
     ));
 
-    // Kicked for misbehaving is not an auth problem.
-    let mut s = joined_session();
-    s.transport_closed(1008, "too many violations", 40.0);
-    assert!(s.drain().iter().any(
-        |a| matches!(a, A::Error(e) if e.code == code::SIGNALING_CLOSED && e.fatal && e.message == "too many violations")
-    ));
-    assert_eq!(s.state(), Failed);
-
     let mut s = joined_session();
     s.message(
         ServerMsg::Error {
@@ -468,4 +458,235 @@ fn signals_and_metadata_only_go_out_while_connected() {
     assert!(actions
         .iter()
         .any(|a| matches!(a, A::Send(ClientMsg::Join { metadata: Some(m), .. }) if m == "m")));
+}
+
+/// The last two actions of a session that just ended: its error (a `join()` rejection while
+/// connecting, else a fatal `error` event) and the transition to `failed`.
+fn ended_with(s: &mut S) -> (SdkError, SessionAction<String>) {
+    let actions = s.drain();
+    let error = actions.iter().find_map(|a| match a {
+        A::JoinRejected(e) | A::Error(e) => Some(e.clone()),
+        _ => None,
+    });
+    (
+        error.expect("an error"),
+        actions.last().cloned().expect("a transition"),
+    )
+}
+
+#[test]
+fn a_refusal_close_ends_the_session_as_unauthorized_with_the_reason() {
+    use rtcroom_protocol::close;
+    // Before the first join: join() rejects.
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.drain();
+    s.transport_closed(close::POLICY, "token expired", 1.0);
+    let (e, last) = ended_with(&mut s);
+    assert_eq!(
+        (e.code, e.message.as_str(), e.fatal),
+        (code::UNAUTHORIZED, "token expired", true)
+    );
+    assert_eq!(last, t(Connecting, Failed, code::UNAUTHORIZED));
+    assert_eq!(s.next_wake(), None, "no reconnect");
+    // While joined: a fatal error event, and the peers are gone.
+    let mut s = joined_session();
+    s.transport_closed(close::POLICY, "", 40.0);
+    let actions = s.drain();
+    assert!(actions.iter().any(|a| matches!(a, A::Error(e)
+        if e.code == code::UNAUTHORIZED && e.fatal && e.message == "refused by the server")));
+    assert_eq!(
+        actions.iter().filter(|a| matches!(a, A::PeerLeft { .. })).count(),
+        2
+    );
+    assert_eq!(actions.last(), Some(&t(Joined, Failed, code::UNAUTHORIZED)));
+    assert_eq!(s.next_wake(), None);
+}
+
+#[test]
+fn a_replaced_close_ends_the_session_as_resumed_elsewhere() {
+    let mut s = joined_session();
+    s.transport_closed(rtcroom_protocol::close::REPLACED, "resumed elsewhere", 40.0);
+    let (e, last) = ended_with(&mut s);
+    assert_eq!(
+        (e.code, e.message.as_str(), e.fatal),
+        (code::SIGNALING_CLOSED, "this session resumed elsewhere", true)
+    );
+    assert_eq!(last, t(Joined, Failed, code::SIGNALING_CLOSED));
+    assert_eq!(s.next_wake(), None);
+}
+
+#[test]
+fn a_kick_close_ends_the_session_as_signaling_closed() {
+    let mut s = joined_session();
+    s.transport_closed(rtcroom_protocol::close::KICKED, "too many violations", 40.0);
+    let (e, last) = ended_with(&mut s);
+    assert_eq!(
+        (e.code, e.message.as_str(), e.fatal),
+        (code::SIGNALING_CLOSED, "too many violations", true)
+    );
+    assert_eq!(last, t(Joined, Failed, code::SIGNALING_CLOSED));
+    assert_eq!(s.next_wake(), None, "no reconnect");
+    // Without a reason the message still says what happened.
+    let mut s = joined_session();
+    s.transport_closed(rtcroom_protocol::close::KICKED, "", 40.0);
+    let (e, _) = ended_with(&mut s);
+    assert!(e.message.contains("removed"), "{}", e.message);
+}
+
+#[test]
+fn every_other_close_reconnects_and_resumes_with_the_same_peer_id() {
+    use rtcroom_protocol::close;
+    for close_code in [
+        close::NORMAL,
+        close::GOING_AWAY,
+        1006,
+        close::INVALID_DATA,
+        close::TOO_BIG,
+        close::TRY_AGAIN_LATER,
+        close::TOO_SLOW,
+        close::HEARTBEAT_TIMEOUT,
+        close::JOIN_TIMEOUT,
+        4999,
+    ] {
+        let mut s = joined_session();
+        s.transport_closed(close_code, "some reason", 100.0);
+        assert_eq!(
+            s.drain(),
+            vec![t(Joined, Reconnecting, "signaling-lost")],
+            "{close_code}: no peer touched"
+        );
+        assert_eq!(s.next_wake(), Some(200.0), "{close_code}: backoff");
+        s.tick(200.0);
+        s.transport_open(210.0);
+        assert_eq!(
+            s.drain(),
+            vec![A::OpenTransport, join_msg(Some("tok1"))],
+            "{close_code}"
+        );
+        s.message(joined("me", "tok2", &["b", "c"], true), 220.0);
+        assert_eq!(
+            s.drain(),
+            vec![t(Reconnecting, Joined, "resumed")],
+            "{close_code}"
+        );
+        assert_eq!(s.local_id(), Some("me"));
+        assert_eq!(s.peer_ids().collect::<Vec<_>>(), ["b", "c"]);
+    }
+    // Before the first join too: another attempt, not the end.
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.drain();
+    s.transport_closed(close::TOO_SLOW, "too slow", 1.0);
+    assert!(s.drain().is_empty());
+    assert_eq!((s.state(), s.next_wake()), (Connecting, Some(101.0)));
+}
+
+#[test]
+fn a_socket_that_never_opens_is_given_up_after_the_connect_timeout() {
+    let mut c = config();
+    c.initial_attempts = 2;
+    c.connect_timeout_ms = 500.0; // the heartbeat timeout stays 3000
+    c.url = "wss://signal.example/signal".into();
+    let mut s = S::new(c);
+    s.join(0.0);
+    s.drain();
+    assert_eq!(
+        s.next_wake(),
+        Some(500.0),
+        "the opening deadline, not the heartbeat's"
+    );
+    s.tick(499.0);
+    assert!(s.drain().is_empty());
+    s.tick(500.0);
+    assert_eq!(
+        s.drain(),
+        vec![A::CloseTransport],
+        "dropped, next attempt scheduled"
+    );
+    assert_eq!((s.state(), s.next_wake()), (Connecting, Some(600.0)));
+    s.tick(600.0);
+    assert_eq!(s.drain(), vec![A::OpenTransport]);
+    assert_eq!(s.next_wake(), Some(1100.0));
+    s.tick(1100.0);
+    let (e, last) = ended_with(&mut s);
+    assert_eq!((e.code, e.fatal), (code::SIGNALING_UNREACHABLE, true));
+    assert_eq!(
+        e.message,
+        "signaling unreachable at wss://signal.example/signal after 2 attempts \
+         (last: not open within 500 ms)"
+    );
+    assert_eq!(last, t(Connecting, Failed, code::SIGNALING_UNREACHABLE));
+
+    // The last failure in the message is the last one that happened, whatever it was.
+    let mut c = config();
+    c.initial_attempts = 2;
+    c.url = "ws://127.0.0.1:9/signal".into();
+    let mut s = S::new(c);
+    s.join(0.0);
+    s.tick(10_000.0); // connect timeout (default 10 s)
+    s.tick(20_000.0);
+    s.transport_closed(1006, "", 20_001.0);
+    let (e, _) = ended_with(&mut s);
+    assert_eq!(
+        e.message,
+        "signaling unreachable at ws://127.0.0.1:9/signal after 2 attempts (last: close 1006)"
+    );
+
+    // Reconnecting uses the same deadline for each new socket; an open one the heartbeat's.
+    let mut c = config();
+    c.connect_timeout_ms = 500.0;
+    let mut s = S::new(c);
+    s.join(0.0);
+    s.transport_open(10.0);
+    s.message(joined("me", "tok1", &[], false), 20.0);
+    assert_eq!(
+        s.next_wake(),
+        Some(1010.0),
+        "a ping is due, the 3 s timeout is further"
+    );
+    s.transport_closed(1006, "", 100.0);
+    s.tick(200.0);
+    s.drain();
+    assert_eq!(s.next_wake(), Some(700.0));
+    s.tick(700.0);
+    assert_eq!(s.drain(), vec![A::CloseTransport]);
+    assert_eq!(s.state(), Reconnecting);
+}
+
+#[test]
+fn join_while_joining_waits_joined_resolves_over_rejects() {
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.drain();
+    s.join(1.0); // the pending join settles this one too
+    assert!(s.drain().is_empty(), "nothing rejected, no second socket");
+    s.transport_open(5.0);
+    s.message(joined("me", "tok1", &[], false), 6.0);
+    assert_eq!(
+        s.drain(),
+        vec![join_msg(None), t(Connecting, Joined, "joined"), A::JoinResolved]
+    );
+    s.join(7.0);
+    assert_eq!(s.drain(), vec![A::JoinResolved], "already joined");
+    s.transport_closed(1006, "", 8.0);
+    s.drain();
+    s.join(9.0);
+    assert_eq!(
+        s.drain(),
+        vec![A::JoinResolved],
+        "reconnecting is still in the room"
+    );
+    s.leave();
+    s.drain();
+    s.join(10.0);
+    assert!(matches!(&s.drain()[..], [A::JoinRejected(e)]
+        if e.code == code::INVALID_STATE && !e.fatal && e.message == "join() in state left"));
+
+    let mut s = S::new(config());
+    s.join(0.0);
+    s.transport_closed(rtcroom_protocol::close::POLICY, "no", 1.0);
+    s.drain();
+    s.join(2.0);
+    assert!(matches!(&s.drain()[..], [A::JoinRejected(e)] if e.code == code::INVALID_STATE));
 }
