@@ -1,17 +1,32 @@
-export { version, protocolVersion, webrtcSupported } from './rtcroom.js';
+/** The SDK version, e.g. `"0.1.0"` (works before `load()`). */
+export function version(): string;
+/** The signaling protocol version this SDK speaks (works before `load()`). */
+export function protocolVersion(): number;
+/** Whether this page can make calls: RTCPeerConnection and media devices (a secure context). Works before `load()`. */
+export function webrtcSupported(): boolean;
 
-/** Loads and instantiates the SDK's WebAssembly once; later calls return the same Promise. */
+/**
+ * Loads and instantiates the SDK's WebAssembly once; later calls return the same Promise.
+ * Rejects with `code: 'wasm-load-failed'` (fatal; the message says what URL was fetched and what
+ * came back); a failed load may be retried.
+ */
 export function load(wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
 
 export type SessionState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'left' | 'failed';
 export type PeerState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed';
 export type LeaveReason = 'left' | 'timeout' | 'kicked';
 
-/** Errors are `Error`s with a stable `code` and whether the session is over. */
+export type ErrorCode = 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
+  | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
+  | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused' | 'wasm-load-failed';
+
+/**
+ * Errors are `Error`s with a stable `code` and whether the session is over. Bad arguments are
+ * `TypeError`s with `code: 'invalid-argument'` (thrown by a sync method, a rejection from a
+ * Promise method; never fatal).
+ */
 export interface RtcroomError extends Error {
-  code: 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
-    | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
-    | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused';
+  code: ErrorCode;
   fatal: boolean;
 }
 
@@ -38,6 +53,8 @@ export interface RoomSessionConfig {
   ice?: { maxRestarts?: number; disconnectedGraceMs?: number; restartTimeoutMs?: number };
   heartbeatIntervalMs?: number;
   heartbeatTimeoutMs?: number;
+  /** How long one signaling connection attempt may take to open (ms, default 10000). */
+  connectTimeoutMs?: number;
   /** Connection attempts before join() rejects with `signaling-unreachable`. */
   joinAttempts?: number;
   /**
@@ -166,6 +183,11 @@ export class BroadcastChannelTransport implements SignalingTransport {
 
 type Unsubscribe = () => void;
 
+/** The event names each emitter accepts (index.js declares the same lists). */
+export type SessionEventName = keyof SessionEvents;
+export type PeerEventName = keyof PeerEvents;
+export type StatsTraceEventName = keyof StatsTraceEvents;
+
 export interface SessionEvents {
   'state-change': { from: SessionState; to: SessionState; reason: string };
   'peer-joined': { peer: RemotePeer };
@@ -214,8 +236,9 @@ export class RemotePeer {
   /** Connection summary; rates compare with the previous call. */
   stats(): Promise<PeerStats>;
   restartIce(): void;
-  on<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
-  once<K extends keyof PeerEvents>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
+  /** Any other event name throws a TypeError (`invalid-argument`). */
+  on<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
+  once<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
 }
 
 export class RoomSession {
@@ -228,8 +251,13 @@ export class RoomSession {
   addStream(stream: MediaStream, options?: { role?: string }): void;
   removeStream(stream: MediaStream): void;
   updateMetadata(metadata: Record<string, unknown>): void;
+  /**
+   * Resolves once joined (at once if already joined); while a join is pending, returns the same
+   * Promise; after `left` / `failed` rejects with `invalid-state`.
+   */
   join(): Promise<void>;
   leave(options?: { stopTracks?: boolean }): Promise<void>;
-  on<K extends keyof SessionEvents>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
-  once<K extends keyof SessionEvents>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
+  /** Any other event name throws a TypeError (`invalid-argument`). */
+  on<K extends SessionEventName>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
+  once<K extends SessionEventName>(name: K, listener: (detail: SessionEvents[K]) => void): Unsubscribe;
 }

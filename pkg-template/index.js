@@ -1,22 +1,100 @@
 // rtcroom: the package entry. The wasm half (RoomCore) does signaling, negotiation and recovery;
 // this file adds the JS-shaped API on top: events with on() → unsubscribe, RemotePeer objects,
-// and lazy loading of the wasm on first join().
-import init, { RoomCore, StatsTraceCore, version } from './rtcroom.js';
+// arguments checked at the edge, and lazy loading of the wasm on first join().
+import init, { RoomCore, StatsTraceCore } from './rtcroom.js';
 
-export { version, protocolVersion, webrtcSupported } from './rtcroom.js';
+// Written in by the build (./run build) from Cargo.toml's version and protocol/src/lib.rs's
+// PROTOCOL_VERSION, so feature detection works before (and without) the wasm.
+const VERSION = '__VERSION__';
+const PROTOCOL_VERSION = Number('__PROTOCOL_VERSION__');
+
+/** The SDK version, e.g. `"0.1.0"`. */
+export function version() { return VERSION; }
+
+/** The signaling protocol version this SDK speaks. */
+export function protocolVersion() { return PROTOCOL_VERSION; }
+
+/**
+ * Whether this page can make calls: `RTCPeerConnection` exists and media devices are reachable
+ * (media devices need a secure context: https or localhost).
+ */
+export function webrtcSupported() {
+  const g = globalThis;
+  return g.RTCPeerConnection !== undefined && g.navigator?.mediaDevices !== undefined;
+}
+
+/** `Error`s with the SDK's `code` and `fatal`; bad arguments are `TypeError`s. */
+const sdkError = (message, code, fatal = false, Type = Error) => Object.assign(new Type(message), { code, fatal });
+const invalidArgument = (message) => sdkError(message, 'invalid-argument', false, TypeError);
+const invalidState = (message) => sdkError(message, 'invalid-state');
 
 let loading = null;
 let loaded = false;
 
+const WASM_ADVICE = 'Serve rtcroom_bg.wasm from the rtcroom package at that URL (with a bundler: make it '
+  + 'copy .wasm files as assets), or pass its URL to load(url) before join().';
+
+const wasmLoadFailed = (message, cause) => Object.assign(new Error(`cannot load the rtcroom WebAssembly: ${message}`, { cause }), { code: 'wasm-load-failed', fatal: true });
+
+/**
+ * `wasm` as init() takes it, checked: a URL (string, URL, Request; default next to this file,
+ * where bundlers put it) is fetched here so that a failure says what came back. A Response must
+ * be a WebAssembly file (magic bytes 00 61 73 6d).
+ */
+async function wasmSource(wasm) {
+  let response = wasm;
+  let url = wasm?.url;
+  const isRequest = typeof Request === 'function' && wasm instanceof Request;
+  if (wasm === undefined || typeof wasm === 'string' || wasm instanceof URL || isRequest) {
+    const target = wasm ?? new URL('rtcroom_bg.wasm', import.meta.url);
+    url = isRequest ? wasm.url : String(target);
+    try {
+      response = await fetch(target);
+    } catch (err) {
+      throw wasmLoadFailed(`fetching ${url} failed (${err?.message ?? err}). ${WASM_ADVICE}`, err);
+    }
+  }
+  if (typeof Response !== 'function' || !(response instanceof Response)) return { source: wasm, url: null };
+  url = response.url || url;
+  const type = response.headers.get('content-type') || '(none)';
+  // The normal case streams: compiling starts while the bytes arrive.
+  if (response.ok && /^application\/wasm\b/i.test(type)) return { source: response, url };
+  let bytes;
+  try {
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } catch (err) {
+    throw wasmLoadFailed(`reading ${url} failed (${err?.message ?? err}). ${WASM_ADVICE}`, err);
+  }
+  const magic = [0x00, 0x61, 0x73, 0x6d];
+  if (response.ok && magic.every((b, i) => bytes[i] === b)) return { source: bytes, url }; // served with another type
+  const head = bytes.subarray(0, 16);
+  const hex = [...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  const text = new TextDecoder().decode(head).replace(/[^\x20-\x7e]+/g, ' ').trim();
+  throw wasmLoadFailed(`${url} answered HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}, `
+    + `content-type ${type}, ${bytes.length} bytes starting ${hex || '(empty)'}${text ? ` ("${text}")` : ''}: `
+    + `not WebAssembly (which starts 00 61 73 6d). ${WASM_ADVICE}`);
+}
+
+async function instantiate(wasm) {
+  const { source, url } = await wasmSource(wasm);
+  try {
+    await init(source === undefined ? undefined : { module_or_path: source });
+  } catch (err) {
+    throw wasmLoadFailed(`${url ? `${url}: ` : ''}${err?.message ?? err}. ${WASM_ADVICE}`, err);
+  }
+}
+
 /**
  * Loads and instantiates the SDK's WebAssembly once; later calls return the same Promise.
- * `join()` calls it for you. Pass a URL (or Response / bytes) to serve `rtcroom_bg.wasm` from
- * elsewhere; by default it is fetched next to this file (bundlers resolve that).
+ * `join()` calls it for you. Pass a URL (or Request / Response / bytes / Module) to serve
+ * `rtcroom_bg.wasm` from elsewhere; by default it is fetched next to this file (bundlers resolve
+ * that). Rejects with `code: 'wasm-load-failed'` (saying what was fetched and what came back);
+ * a failed load may be retried.
  */
 export function load(wasm) {
   if (!loading) {
-    loading = init(wasm === undefined ? undefined : { module_or_path: wasm }).then(() => { loaded = true; });
-    loading.catch(() => { loading = null; }); // a failed load may be retried
+    loading = instantiate(wasm).then(() => { loaded = true; });
+    loading.catch(() => { loading = null; });
   }
   return loading;
 }
@@ -85,7 +163,7 @@ export class BroadcastChannelTransport {
     setTimeout(() => {
       const peers = [...this.#peers].map(([id, p]) => ({ id, metadata: p.metadata }));
       this.#joined = true;
-      this.#emit({ type: 'joined', version: 1, room: this.#room, peerId: this.#id, resumeToken: this.#id, peers, capacity: 50, resumed });
+      this.#emit({ type: 'joined', version: PROTOCOL_VERSION, room: this.#room, peerId: this.#id, resumeToken: this.#id, peers, capacity: 50, resumed });
       for (const frame of this.#pending.splice(0)) this.#emit(frame);
     }, 150);
   }
@@ -152,12 +230,28 @@ export class BroadcastChannelTransport {
   }
 }
 
+// Each emitter's event names, one list per class. on()/once() refuse any other name, and
+// index.d.ts types the same names (SessionEvents, PeerEvents, StatsTraceEvents).
+const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'error'];
+const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats'];
+const STATS_TRACE_EVENTS = ['stats', 'error'];
+
+/** The event names of `emitter`'s class (looked up when first needed: the classes come later). */
+function eventNames(emitter) {
+  if (emitter instanceof RoomSession) return ['RoomSession', SESSION_EVENTS];
+  if (emitter instanceof RemotePeer) return ['RemotePeer', PEER_EVENTS];
+  if (emitter instanceof StatsTrace) return ['StatsTrace', STATS_TRACE_EVENTS];
+  return ['this emitter', []];
+}
+
+const describeValue = (v) => (typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : typeof v);
+
 /** Minimal typed-event base: on(name, cb) returns an unsubscribe function. */
 class Emitter {
   #listeners = new Map();
 
   on(name, listener) {
-    if (typeof listener !== 'function') throw new TypeError('listener must be a function');
+    this.#check(name, listener, 'on');
     let set = this.#listeners.get(name);
     if (!set) this.#listeners.set(name, (set = new Set()));
     const entry = { listener }; // the same function may be added twice and removed once each
@@ -167,8 +261,17 @@ class Emitter {
 
   /** Like on(), but removes itself after the first event. */
   once(name, listener) {
+    this.#check(name, listener, 'once');
     const off = this.on(name, (detail) => { off(); listener(detail); });
     return off;
+  }
+
+  #check(name, listener, method) {
+    const [owner, names] = eventNames(this);
+    if (!names.includes(name)) {
+      throw invalidArgument(`${method}(name, listener): unknown event ${describeValue(name)}; ${owner} events are ${names.join(', ')}`);
+    }
+    if (typeof listener !== 'function') throw invalidArgument(`${method}(name, listener): listener must be a function, not ${describeValue(listener)}`);
   }
 
   _emit(name, detail) {
@@ -575,7 +678,104 @@ export class StatsTrace extends Emitter {
   }
 }
 
-/** A participant of the room: `stream-added`, `stream-removed`, `state-change`, `metadata-updated`, `peer-left`. */
+// ---- Checking arguments ----------------------------------------------------------------------
+
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isJsonObject = (v) => {
+  if (!isObject(v)) return false;
+  try {
+    return typeof JSON.stringify(v) === 'string';
+  } catch {
+    return false; // cycles, BigInts, a throwing toJSON
+  }
+};
+const isMediaStream = (v) => typeof MediaStream === 'function' && v instanceof MediaStream;
+const number = (min, max = Number.MAX_VALUE) => (v) => typeof v === 'number' && v >= min && v <= max;
+const whole = (min, max = Number.MAX_SAFE_INTEGER) => (v) => Number.isInteger(v) && v >= min && v <= max;
+const string = (v) => typeof v === 'string';
+const ROOM_NAME = /^(?!\.+$)[A-Za-z0-9_.-]{1,64}$/;
+const ICE_URLS = (v) => string(v) || (Array.isArray(v) && v.length > 0 && v.every(string));
+const WS_URL = (v) => {
+  try {
+    return string(v) && /^(wss?|https?):$/.test(new URL(v, globalThis.location?.href).protocol);
+  } catch {
+    return false;
+  }
+};
+
+/** `[field, test, what it must be]` of RoomSession's config; undefined (or null) is the default. */
+const CONFIG_FIELDS = [
+  ['url', WS_URL, 'a ws:// or wss:// URL'],
+  ['token', string, 'a string'],
+  ['iceServers', (v) => Array.isArray(v) && v.every((s) => isObject(s) && ICE_URLS(s.urls)), 'an array of { urls, username?, credential? }'],
+  ['metadata', isJsonObject, 'a JSON object'],
+  ['capacity', whole(1, 2 ** 32 - 1), 'a whole number >= 1'],
+  ['heartbeatIntervalMs', number(1), 'a number > 0'],
+  ['heartbeatTimeoutMs', number(1), 'a number > 0'],
+  ['connectTimeoutMs', number(1), 'a number > 0'],
+  ['joinAttempts', whole(1, 2 ** 32 - 1), 'a whole number >= 1'],
+  ['transport', (v) => v === 'broadcast-channel' || (isObject(v) && typeof v.send === 'function'), "'broadcast-channel' or an object with send(text)"],
+  ['onPeerConnection', (v) => typeof v === 'function', 'a function'],
+  ['retry', isObject, 'an object', [
+    ['initialDelayMs', number(0), 'a number >= 0'],
+    ['maxDelayMs', number(0), 'a number >= 0'],
+    ['factor', number(1), 'a number >= 1'],
+    ['jitter', number(0, 1), 'a number from 0 to 1'],
+    ['maxAttempts', whole(-1, 2 ** 31 - 1), 'a whole number >= -1 (-1: no limit)'],
+  ]],
+  ['ice', isObject, 'an object', [
+    ['maxRestarts', whole(0, 2 ** 32 - 1), 'a whole number >= 0'],
+    ['disconnectedGraceMs', number(0), 'a number >= 0'],
+    ['restartTimeoutMs', number(0), 'a number >= 0'],
+  ]],
+  ['stats', isObject, 'an object', [
+    ['url', WS_URL, 'a ws:// or wss:// URL'],
+    ['token', string, 'a string'],
+    ['intervalMs', number(0), 'a number >= 0'],
+    ['maxBuffered', whole(0), 'a whole number >= 0'],
+    ['backoffInitialMs', number(0), 'a number >= 0'],
+    ['backoffMaxMs', number(0), 'a number >= 0'],
+    ['closeGraceMs', number(0), 'a number >= 0'],
+    ['connectTimeoutMs', number(0), 'a number >= 0'],
+    ['leaveFlushMs', number(0), 'a number >= 0'],
+    ['ackMode', (v) => ['auto', 'required', 'never'].includes(v), "'auto', 'required' or 'never'"],
+    ['mediaDevices', (v) => typeof v === 'boolean', 'a boolean'],
+  ]],
+];
+
+/** Throws `invalid-argument` for the first field of `obj` (at `path`) that `fields` refuse. */
+function checkFields(obj, fields, path) {
+  for (const [key, test, what, nested] of fields) {
+    const v = obj[key];
+    // null is "not set" for values; the wasm refuses a null section (retry, ice).
+    if (v === undefined || (v === null && (!nested || key === 'stats'))) continue;
+    if (!test(v)) throw invalidArgument(`new RoomSession(config): ${path}${key} must be ${what}, not ${describeValue(v)}`);
+    if (nested) checkFields(v, nested, `${path}${key}.`);
+  }
+}
+
+function checkConfig(config) {
+  if (!isObject(config)) throw invalidArgument(`new RoomSession(config): config must be an object, not ${describeValue(config)}`);
+  if (!string(config.room) || !ROOM_NAME.test(config.room)) {
+    throw invalidArgument(`new RoomSession(config): config.room must be 1-64 characters of [A-Za-z0-9_.-], not only dots, not ${describeValue(config.room)}`);
+  }
+  checkFields(config, CONFIG_FIELDS, 'config.');
+}
+
+function checkStream(stream, method) {
+  if (!isMediaStream(stream)) throw invalidArgument(`${method}(stream): stream must be a MediaStream, not ${describeValue(stream)}`);
+}
+
+/** An options argument: undefined, or an object. */
+function options(value, call) {
+  if (value === undefined) return {};
+  if (!isObject(value)) throw invalidArgument(`${call}: options must be an object, not ${describeValue(value)}`);
+  return value;
+}
+
+// ---- Sessions ------------------------------------------------------------------------------
+
+/** A participant of the room: `stream-added`, `stream-removed`, `state-change`, `metadata-updated`, `peer-left`, `app-signal`, `stats`. */
 export class RemotePeer extends Emitter {
   #core;
 
@@ -602,9 +802,7 @@ export class RemotePeer extends Emitter {
    * jitterMs and fps. Rates compare with the previous call, so call it periodically.
    */
   stats() {
-    return this.#core
-      ? this.#core.peerStats(this.id)
-      : Promise.reject(Object.assign(new Error('this peer has left'), { code: 'invalid-state', fatal: false }));
+    return this.#core ? this.#core.peerStats(this.id) : Promise.reject(invalidState('this peer has left'));
   }
 
   /** Restarts ICE now (recovery does it by itself). */
@@ -631,10 +829,11 @@ export class RoomSession extends Emitter {
   #traced = new Map();  // stream → untrace, for the tracks of streams given to addStream
   #untraceMedia = null; // navigator.mediaDevices tracing (config.stats.mediaDevices)
   #preparing = null;
+  #joining = null;      // the pending join(): a second call returns it
 
   constructor(config) {
     super();
-    if (!config || typeof config.room !== 'string') throw new TypeError('RoomSession needs { room: string }');
+    checkConfig(config);
     this.#config = { ...config };
     if (this.#config.transport === 'broadcast-channel') this.#config.transport = new BroadcastChannelTransport();
   }
@@ -648,19 +847,26 @@ export class RoomSession extends Emitter {
   /** RemotePeer objects currently in the room. */
   peers() { return [...this.#peers.values()]; }
 
-  peer(id) { return this.#peers.get(id) ?? null; }
+  peer(id) {
+    if (!string(id)) throw invalidArgument(`peer(id): id must be a string, not ${describeValue(id)}`);
+    return this.#peers.get(id) ?? null;
+  }
 
   /** Sends `stream` to everyone, before or after join(); `role` labels it remotely (default 'camera'). */
-  addStream(stream, { role = 'camera' } = {}) {
+  addStream(stream, opts) {
+    checkStream(stream, 'addStream');
+    const { role = 'camera' } = options(opts, 'addStream(stream, options)');
+    if (!string(role) || role === '') throw invalidArgument(`addStream(stream, { role }): role must be a non-empty string, not ${describeValue(role)}`);
     if (this.#core) {
-      this.#core.addStream(stream, String(role));
+      this.#core.addStream(stream, role);
       this.#traceStream(stream);
     } else {
-      this.#streams.set(stream, String(role));
+      this.#streams.set(stream, role);
     }
   }
 
   removeStream(stream) {
+    checkStream(stream, 'removeStream');
     this.#traced.get(stream)?.();
     this.#traced.delete(stream);
     if (this.#core) this.#core.removeStream(stream);
@@ -668,12 +874,30 @@ export class RoomSession extends Emitter {
   }
 
   updateMetadata(metadata) {
-    this.#config.metadata = metadata;
+    if (!isJsonObject(metadata)) throw invalidArgument(`updateMetadata(metadata): metadata must be a JSON object, not ${describeValue(metadata)}`);
     this.#core?.updateMetadata(metadata);
+    this.#config.metadata = metadata;
   }
 
-  /** Resolves when joined; rejects with an Error carrying `code` and `fatal`. */
-  async join() {
+  /**
+   * Resolves when joined; rejects with an Error carrying `code` and `fatal`. While a join is
+   * pending, every call returns the same Promise; once joined it resolves at once; after
+   * `left` or `failed` it rejects with `invalid-state`.
+   */
+  join(...args) {
+    if (args.some((a) => a !== undefined)) return Promise.reject(invalidArgument('join() takes no arguments'));
+    if (this.#joining) return this.#joining;
+    const state = this.state;
+    if (state === 'joined' || state === 'reconnecting') return Promise.resolve();
+    if (state === 'left' || state === 'failed') return Promise.reject(invalidState(`join() in state ${state}`));
+    const joining = this.#join();
+    const settled = () => { if (this.#joining === joining) this.#joining = null; };
+    joining.then(settled, settled);
+    this.#joining = joining;
+    return joining;
+  }
+
+  async #join() {
     if (!this.#core) {
       this.#preparing ??= this.#prepare();
       try {
@@ -689,7 +913,7 @@ export class RoomSession extends Emitter {
   /** Loads the wasm, opens the stats trace (if configured), then makes the core. */
   async #prepare() {
     await load();
-    const left = () => Object.assign(new Error('this session already left'), { code: 'invalid-state', fatal: false });
+    const left = () => invalidState('this session already left');
     if (this.#state !== 'idle') throw left();
     await this.#startStats();
     if (this.#state !== 'idle') {
@@ -712,7 +936,9 @@ export class RoomSession extends Emitter {
   }
 
   /** Leaves the room. `{ stopTracks: true }` also stops the tracks given to addStream. */
-  async leave({ stopTracks = false } = {}) {
+  async leave(opts) {
+    const { stopTracks = false } = options(opts, 'leave(options)');
+    if (typeof stopTracks !== 'boolean') throw invalidArgument(`leave({ stopTracks }): stopTracks must be a boolean, not ${describeValue(stopTracks)}`);
     if (!this.#core) {
       this.#state = 'left';
       return;

@@ -722,6 +722,7 @@ mod reference {
         ice: RawIce,
         heartbeat_interval_ms: Option<f64>,
         heartbeat_timeout_ms: Option<f64>,
+        connect_timeout_ms: Option<f64>,
         join_attempts: Option<u32>,
     }
 
@@ -746,6 +747,7 @@ mod reference {
                 },
                 heartbeat_interval_ms: c.heartbeat_interval_ms,
                 heartbeat_timeout_ms: c.heartbeat_timeout_ms,
+                connect_timeout_ms: c.connect_timeout_ms,
                 join_attempts: c.join_attempts,
             }
         }
@@ -765,9 +767,9 @@ fn config_decodes_as_serde_does() {
         r#"{"room":"team-42","url":"ws://h/signal","token":"jwt","capacity":4,
             "retry":{"initialDelayMs":250,"maxDelayMs":5000.5,"factor":2,"jitter":0.2,"maxAttempts":-1},
             "ice":{"maxRestarts":3,"disconnectedGraceMs":1500,"restartTimeoutMs":8000},
-            "heartbeatIntervalMs":1000,"heartbeatTimeoutMs":3000,"joinAttempts":2,
+            "heartbeatIntervalMs":1000,"heartbeatTimeoutMs":3000,"connectTimeoutMs":2500,"joinAttempts":2,
             "iceServers":[{"urls":"turn:t"}],"metadata":{"name":"Ann"},"stats":{"url":"x"}}"#,
-        r#"{"room":"r","url":null,"token":null,"capacity":null,"heartbeatIntervalMs":null,"joinAttempts":null}"#,
+        r#"{"room":"r","url":null,"token":null,"capacity":null,"heartbeatIntervalMs":null,"connectTimeoutMs":null,"joinAttempts":null}"#,
         r#"{"room":"r","retry":{},"ice":{}}"#,
         r#"{"room":"r","retry":[],"ice":[]}"#,
         r#"{"room":"r","retry":{"maxAttempts":2147483647,"factor":1e400},"ice":{"maxRestarts":4294967295}}"#,
@@ -807,6 +809,7 @@ fn config_decodes_as_serde_does() {
         r#"{"room":"r","ice":{"restartTimeoutMs":"1"}}"#,
         r#"{"room":"r","heartbeatIntervalMs":"1000"}"#,
         r#"{"room":"r","heartbeatTimeoutMs":[]}"#,
+        r#"{"room":"r","connectTimeoutMs":"10s"}"#,
         r#"{"room":"r","joinAttempts":1.5}"#,
         r#"{"room":"r","joinAttempts":1e400}"#,
     ];

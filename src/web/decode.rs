@@ -430,6 +430,7 @@ pub struct RawConfig {
     pub ice: RawIce,
     pub heartbeat_interval_ms: Option<f64>,
     pub heartbeat_timeout_ms: Option<f64>,
+    pub connect_timeout_ms: Option<f64>,
     pub join_attempts: Option<u32>,
 }
 
@@ -494,6 +495,8 @@ pub fn raw_config(config: &JsValue) -> Result<RawConfig, &'static str> {
         ice: section(config, "ice", ice, bad!("ice must be an object"))?,
         heartbeat_interval_ms: opt(config, "heartbeatIntervalMs", number).ok_or(heartbeat)?,
         heartbeat_timeout_ms: opt(config, "heartbeatTimeoutMs", number).ok_or(heartbeat)?,
+        connect_timeout_ms: opt(config, "connectTimeoutMs", number)
+            .ok_or(bad!("connectTimeoutMs must be a number"))?,
         join_attempts: opt(config, "joinAttempts", u32_of)
             .ok_or(bad!("joinAttempts must be a whole number >= 0"))?,
     })

@@ -15,7 +15,8 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// The SDK version, e.g. `"0.1.0"`.
+/// The SDK version, e.g. `"0.1.0"`. index.js answers the same without the wasm (the build
+/// writes it in); this one is what its test compares with.
 #[wasm_bindgen]
 pub fn version() -> String {
     crate::VERSION.to_string()
@@ -25,19 +26,6 @@ pub fn version() -> String {
 #[wasm_bindgen(js_name = protocolVersion)]
 pub fn protocol_version() -> u32 {
     rtcroom_protocol::PROTOCOL_VERSION
-}
-
-/// Whether this page can make calls: `RTCPeerConnection` exists and media devices are reachable
-/// (media devices need a secure context: https or localhost).
-#[wasm_bindgen(js_name = webrtcSupported)]
-pub fn webrtc_supported() -> bool {
-    let global = js_sys::global();
-    let has = |target: &JsValue, name: &str| {
-        js_sys::Reflect::get(target, &JsValue::from_str(name)).is_ok_and(|value| !value.is_undefined())
-    };
-    let navigator =
-        js_sys::Reflect::get(&global, &JsValue::from_str("navigator")).unwrap_or(JsValue::UNDEFINED);
-    has(&global, "RTCPeerConnection") && has(&navigator, "mediaDevices")
 }
 
 mod decode;

@@ -5,15 +5,14 @@ use litemap::LiteMap;
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
-use js_sys::Array;
 use rtcroom_protocol::IceCandidate;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
-    MediaStream, MediaStreamTrack, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcPeerConnection,
-    RtcPeerConnectionIceEvent, RtcRtpSender, RtcTrackEvent,
+    MediaStream, RtcConfiguration, RtcDataChannelInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcTrackEvent,
 };
 
-use super::decode::ice_candidate;
+use super::{decode::ice_candidate, js};
 use crate::peer::{
     lifecycle::{IcePolicy, PeerLife},
     negotiation::Negotiation,
@@ -36,8 +35,8 @@ pub struct Peer {
     pub pc: RtcPeerConnection,
     pub negotiation: Negotiation,
     pub life: PeerLife,
-    /// Local track id → its sender, per local stream id.
-    senders: Vec<(String, String, RtcRtpSender)>,
+    /// (local track id, local stream id, its `RTCRtpSender`).
+    senders: Vec<(String, String, JsValue)>,
     /// Remote stream id → (stream, role) once announced by `stream-added`.
     pub remote_streams: LiteMap<String, (MediaStream, String)>,
     /// Roles the remote side announced with its descriptions.
@@ -47,7 +46,7 @@ pub struct Peer {
     pub last_stats: Option<crate::stats::Value>,
     /// Fires when a held first offer must go out (see `Negotiation::deferred_deadline`).
     pub offer_timer: Option<Timeout>,
-    _data: RtcDataChannel,
+    _data: JsValue,
     listeners: Vec<EventListener>,
     on_event: std::rc::Rc<dyn Fn(PeerEvent)>,
 }
@@ -126,7 +125,14 @@ impl Peer {
         let init = RtcDataChannelInit::new();
         init.set_negotiated(true);
         init.set_id(0);
-        let data = pc.create_data_channel_with_data_channel_dict("rtcroom", &init);
+        // Fails only on a pc the hook closed: no peer then (the listeners go with this scope).
+        let data = match js::create_data_channel(&pc, "rtcroom", &init) {
+            Ok(data) => data,
+            Err(err) => {
+                js::close(&pc);
+                return Err(err);
+            }
+        };
         Ok(Peer {
             negotiation: Negotiation::new(local_id, &id),
             life: PeerLife::new(policy),
@@ -144,30 +150,36 @@ impl Peer {
         })
     }
 
-    /// Sends every track of `stream` to this peer (renegotiation follows by itself).
-    pub fn add_stream(&mut self, stream: &MediaStream) {
-        for track in stream.get_tracks().iter() {
-            let Ok(track) = track.dyn_into::<MediaStreamTrack>() else {
-                continue;
-            };
-            let track_id = track.id();
+    /// Sends every track of `stream` to this peer (renegotiation follows by itself). `Err` with
+    /// what `addTrack` threw (e.g. the app closed this peer connection).
+    pub fn add_stream(&mut self, stream: &MediaStream) -> Result<(), JsValue> {
+        let stream_id = js::id(stream);
+        for track in js::tracks(stream).iter() {
+            let track_id = js::id(&track);
             if self.senders.iter().any(|(t, _, _)| *t == track_id) {
                 continue;
             }
-            let sender = self.pc.add_track(&track, stream, &Array::new());
-            self.senders.push((track_id, stream.id(), sender));
+            let sender = js::add_track(&self.pc, &track, stream)?;
+            self.senders.push((track_id, stream_id.clone(), sender));
         }
+        Ok(())
     }
 
-    pub fn remove_stream(&mut self, stream_id: &str) {
+    /// Stops sending a stream's tracks. Every sender is forgotten; `Err` with the first thing
+    /// `removeTrack` threw.
+    pub fn remove_stream(&mut self, stream_id: &str) -> Result<(), JsValue> {
+        let mut result = Ok(());
         let pc = &self.pc;
         self.senders.retain(|(_, stream, sender)| {
             let keep = stream != stream_id;
             if !keep {
-                pc.remove_track(sender);
+                if let (Err(err), Ok(())) = (js::remove_track(pc, sender), &result) {
+                    result = Err(err);
+                }
             }
             keep
         });
+        result
     }
 
     /// Watches a newly announced remote stream for losing its tracks.
@@ -187,6 +199,6 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.listeners.clear();
-        self.pc.close();
+        js::close(&self.pc);
     }
 }

@@ -22,13 +22,13 @@ use rtcroom_protocol::{
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcSdpType,
+    MediaStream, RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcSdpType,
     RtcSessionDescriptionInit,
 };
 
 use super::{
     decode::{client_msg_json, raw_config, server_msg_from_json, signal_payload, signal_payload_value},
-    js::{self, error_value, now, object, with, Js, Outbox, Shell},
+    js::{self, describe, error_value, invalid, now, object, with, Js, Outbox, Shell},
     peer::{Peer, PeerEvent},
     stats_trace::{get_stats, summary_value},
     transport::{Socket, TransportEvent},
@@ -42,10 +42,6 @@ use crate::{
     room::session::{Session, SessionAction, SessionConfig, SessionState},
     signaling::retry::RetryPolicy,
 };
-
-fn invalid(message: impl Into<String>) -> JsValue {
-    error_value(&SdkError::new(code::INVALID_ARGUMENT, message, true))
-}
 
 /// `ws(s)://<this page's host>/signal`: the default when the page is served by rtcroom-server.
 fn default_url() -> Option<String> {
@@ -110,18 +106,18 @@ fn sdp_type(kind: SdpKind) -> RtcSdpType {
     }
 }
 
-fn sdp_kind(kind: RtcSdpType) -> Option<SdpKind> {
+fn sdp_kind(kind: &str) -> Option<SdpKind> {
     Some(match kind {
-        RtcSdpType::Offer => SdpKind::Offer,
-        RtcSdpType::Answer => SdpKind::Answer,
-        RtcSdpType::Pranswer => SdpKind::Pranswer,
-        RtcSdpType::Rollback => SdpKind::Rollback,
+        "offer" => SdpKind::Offer,
+        "answer" => SdpKind::Answer,
+        "pranswer" => SdpKind::Pranswer,
+        "rollback" => SdpKind::Rollback,
         _ => return None,
     })
 }
 
 async fn add_candidate(pc: &RtcPeerConnection, candidate: Option<IceCandidate>) -> Result<JsValue, JsValue> {
-    let promise = match candidate {
+    let init = match candidate {
         Some(c) => {
             let init = RtcIceCandidateInit::new(&c.candidate);
             init.set_sdp_mid(c.sdp_mid.as_deref());
@@ -129,17 +125,11 @@ async fn add_candidate(pc: &RtcPeerConnection, candidate: Option<IceCandidate>) 
             if let Some(ufrag) = c.username_fragment.as_deref() {
                 let _ = js_sys::Reflect::set(&init, &"usernameFragment".into(), &ufrag.into());
             }
-            pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))
+            init.into()
         }
-        None => pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(None),
+        None => JsValue::NULL,
     };
-    JsFuture::from(promise).await
-}
-
-fn describe_error(err: &JsValue) -> String {
-    js::get(err, "message")
-        .as_string()
-        .unwrap_or_else(|| format!("{err:?}"))
+    JsFuture::from(js::add_ice_candidate(pc, &init)).await
 }
 
 impl Inner {
@@ -273,8 +263,12 @@ impl Inner {
             on_event,
         ) {
             Ok(mut peer) => {
-                for (stream, _) in &self.streams {
-                    peer.add_stream(stream);
+                let added = self
+                    .streams
+                    .iter()
+                    .try_for_each(|(stream, _)| peer.add_stream(stream));
+                if let Err(err) = added {
+                    self.error(add_track_failed(&id, &err));
                 }
                 let pc = peer.pc.clone();
                 self.peers.insert(id.clone(), peer);
@@ -287,10 +281,7 @@ impl Inner {
             }
             Err(err) => self.error(SdkError::new(
                 code::NEGOTIATION,
-                format!(
-                    "cannot create a peer connection for {id}: {}",
-                    describe_error(&err)
-                ),
+                format!("cannot create a peer connection for {id}: {}", describe(&err)),
                 false,
             )),
         }
@@ -334,11 +325,7 @@ impl Inner {
                     let detail = object(&[("from", from.as_str().into()), ("to", to.as_str().into())]);
                     self.event(Some(id), "state-change", detail);
                 }
-                PeerAction::RestartIce { .. } => {
-                    if let Some(peer) = self.peers.get(id) {
-                        js::restart_ice(&peer.pc);
-                    }
-                }
+                PeerAction::RestartIce { .. } => self.restart_ice(id),
                 PeerAction::WakeAt(at) => {
                     let weak = self.weak.clone();
                     if let Some(peer) = self.peers.get_mut(id) {
@@ -383,7 +370,7 @@ impl Inner {
                 self.core.signal(id, payload);
             }
             PeerEvent::Track(stream) => {
-                let stream_id = stream.id();
+                let stream_id = js::id(&stream);
                 if peer.remote_streams.contains_key(&stream_id) {
                     return;
                 }
@@ -454,28 +441,27 @@ impl Inner {
         };
         peer.negotiation.offer_sent();
         if let Some(err) = error {
-            let message = format!("setLocalDescription with {id}: {}", describe_error(&err));
+            let message = format!("setLocalDescription with {id}: {}", describe(&err));
             return self.error(SdkError::new(code::NEGOTIATION, message, false));
         }
-        let Some(local) = peer.pc.local_description() else {
-            return;
-        };
-        let Some(kind) = sdp_kind(local.type_()) else {
+        // Read with Reflect: the pc is the app's too (a closed or wrapped one must not throw here).
+        let local = js::get(&peer.pc, "localDescription");
+        let (Some(kind), Some(sdp)) = (
+            js::get(&local, "type").as_string().as_deref().and_then(sdp_kind),
+            js::get(&local, "sdp").as_string(),
+        ) else {
             return;
         };
         let roles = self
             .streams
             .iter()
             .map(|(s, role)| StreamRole {
-                stream: s.id(),
+                stream: js::id(s),
                 role: role.clone(),
             })
             .collect();
         let payload = SignalPayload::<Js>::Description {
-            description: SessionDescription {
-                kind,
-                sdp: local.sdp(),
-            },
+            description: SessionDescription { kind, sdp },
             roles,
         };
         self.core.signal(id, Js(signal_payload_value(&payload)));
@@ -513,15 +499,14 @@ impl Inner {
                 spawn_local(async move {
                     let init = RtcSessionDescriptionInit::new(sdp_type(description.kind));
                     init.set_sdp(&description.sdp);
-                    let result = JsFuture::from(pc.set_remote_description(&init)).await;
+                    let result = JsFuture::from(js::set_remote_description(&pc, &init)).await;
                     let mut early = Vec::new();
                     with(&weak, |inner| {
                         if let Some(peer) = inner.peer_mut(&peer_id, serial) {
                             early = peer.negotiation.remote_applied(result.is_ok());
                         }
                         if let Err(err) = &result {
-                            let message =
-                                format!("setRemoteDescription from {peer_id}: {}", describe_error(err));
+                            let message = format!("setRemoteDescription from {peer_id}: {}", describe(err));
                             inner.error(SdkError::new(code::NEGOTIATION, message, false));
                         }
                     });
@@ -565,10 +550,65 @@ impl Inner {
             return;
         };
         if peer.negotiation.candidate_failed() {
-            let message = format!("addIceCandidate from {id}: {}", describe_error(&err));
+            let message = format!("addIceCandidate from {id}: {}", describe(&err));
             self.error(SdkError::new(code::NEGOTIATION, message, false));
         }
     }
+
+    fn restart_ice(&mut self, id: &str) {
+        let Some(peer) = self.peers.get(id) else {
+            return;
+        };
+        if let Err(err) = js::restart_ice(&peer.pc) {
+            let message = format!("restartIce with {id}: {}", describe(&err));
+            self.error(SdkError::new(code::NEGOTIATION, message, false));
+        }
+    }
+
+    fn add_stream(&mut self, stream: MediaStream, role: String) {
+        let id = js::id(&stream);
+        if self.streams.iter().any(|(s, _)| js::id(s) == id) {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (peer_id, peer) in self.peers.iter_mut() {
+            if let Err(err) = peer.add_stream(&stream) {
+                failed.push(add_track_failed(peer_id, &err));
+            }
+        }
+        for error in failed {
+            self.error(error);
+        }
+        self.streams.push((stream, role));
+    }
+
+    fn remove_stream(&mut self, stream: &MediaStream) {
+        let id = js::id(stream);
+        self.streams.retain(|(s, _)| js::id(s) != id);
+        let mut failed = Vec::new();
+        for (peer_id, peer) in self.peers.iter_mut() {
+            if let Err(err) = peer.remove_stream(&id) {
+                let message = format!("removeTrack for peer {peer_id}: {}", describe(&err));
+                failed.push(SdkError::new(code::MEDIA, message, false));
+            }
+        }
+        for error in failed {
+            self.error(error);
+        }
+    }
+}
+
+fn add_track_failed(peer_id: &str, err: &JsValue) -> SdkError {
+    let message = format!("addTrack for peer {peer_id}: {}", describe(err));
+    SdkError::new(code::MEDIA, message, false)
+}
+
+/// `metadata` (config or update): a JSON object, as it goes over the wire.
+fn valid_metadata(metadata: &JsValue) -> bool {
+    metadata.is_object()
+        && !Array::is_array(metadata)
+        && !metadata.is_function()
+        && js_sys::JSON::stringify(metadata).is_ok()
 }
 
 /// The wasm half of `RoomSession`. Use the `RoomSession` class from the package entry; it adds
@@ -588,11 +628,24 @@ impl RoomCore {
             return Err(invalid("room names are 1-64 characters of [A-Za-z0-9_.-]"));
         }
         let transport = js::get(&config, "transport");
-        let custom_transport = transport.is_object().then_some(transport);
+        let custom_transport = match transport {
+            t if t.is_undefined() || t.is_null() => None,
+            t if js::get(&t, "send").is_function() => Some(t),
+            _ => {
+                return Err(invalid(
+                    "config.transport must be an object with a send(text) method",
+                ))
+            }
+        };
         let mut url = match raw.url.or_else(default_url) {
             Some(url) => url,
             None if custom_transport.is_some() => String::new(),
             None => return Err(invalid("config.url (or config.transport) is required here")),
+        };
+        // For messages: the URL before the token is added, or what carries the signaling.
+        let endpoint = match custom_transport {
+            Some(_) => "config.transport".to_string(),
+            None => url.clone(),
         };
         if let Some(token) = raw.token.as_deref() {
             let separator = if url.contains('?') { '&' } else { '?' };
@@ -602,14 +655,12 @@ impl RoomCore {
             );
         }
         let metadata = js::get(&config, "metadata");
-        if !(metadata.is_undefined()
-            || metadata.is_null()
-            || (metadata.is_object() && !Array::is_array(&metadata)))
-        {
-            return Err(invalid("config.metadata must be an object"));
+        if !(metadata.is_undefined() || metadata.is_null() || valid_metadata(&metadata)) {
+            return Err(invalid("config.metadata must be a JSON object"));
         }
         let defaults = RetryPolicy::default();
         let mut session = SessionConfig::new(raw.room);
+        session.url = endpoint;
         session.metadata = metadata.is_object().then_some(Js(metadata));
         session.capacity = raw.capacity;
         session.retry = RetryPolicy {
@@ -624,6 +675,9 @@ impl RoomCore {
         }
         if let Some(ms) = raw.heartbeat_timeout_ms {
             session.heartbeat_timeout_ms = ms.max(300.0);
+        }
+        if let Some(ms) = raw.connect_timeout_ms {
+            session.connect_timeout_ms = ms.max(100.0);
         }
         if let Some(n) = raw.join_attempts {
             session.initial_attempts = n.max(1);
@@ -645,8 +699,16 @@ impl RoomCore {
         let ice_servers = js::get(&config, "iceServers");
         if Array::is_array(&ice_servers) {
             rtc_config.set_ice_servers(&ice_servers);
+        } else if !ice_servers.is_undefined() {
+            return Err(invalid("config.iceServers must be an array"));
         }
-        let on_peer_connection = js::get(&config, "onPeerConnection").dyn_into::<Function>().ok();
+        let on_peer_connection = match js::get(&config, "onPeerConnection") {
+            f if f.is_undefined() || f.is_null() => None,
+            f => Some(
+                f.dyn_into::<Function>()
+                    .map_err(|_| invalid("config.onPeerConnection must be a function"))?,
+            ),
+        };
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 core: Session::new(session),
@@ -705,11 +767,7 @@ impl RoomCore {
             inner.core.leave();
             if stop_tracks == Some(true) {
                 for (stream, _) in &inner.streams {
-                    for track in stream.get_tracks().iter() {
-                        if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                            track.stop();
-                        }
-                    }
+                    js::tracks(stream).iter().for_each(|track| js::stop_track(&track));
                 }
             }
         });
@@ -718,89 +776,97 @@ impl RoomCore {
 
     /// Sends `stream` to every peer, now and later; `role` labels it on the other side.
     #[wasm_bindgen(js_name = addStream)]
-    pub fn add_stream(&self, stream: MediaStream, role: String) {
-        with(&self.weak(), |inner| {
-            if inner.streams.iter().any(|(s, _)| s.id() == stream.id()) {
-                return;
-            }
-            for peer in inner.peers.iter_mut().map(|(_, p)| p) {
-                peer.add_stream(&stream);
-            }
-            inner.streams.push((stream, role));
-        });
+    pub fn add_stream(&self, stream: JsValue, role: JsValue) -> Result<(), JsValue> {
+        let stream = media_stream(stream, "addStream")?;
+        let role = role
+            .as_string()
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| invalid("addStream(stream, { role }): role must be a non-empty string"))?;
+        with(&self.weak(), |inner| inner.add_stream(stream, role));
+        Ok(())
     }
 
     #[wasm_bindgen(js_name = removeStream)]
-    pub fn remove_stream(&self, stream: MediaStream) {
-        let id = stream.id();
-        with(&self.weak(), |inner| {
-            inner.streams.retain(|(s, _)| s.id() != id);
-            for peer in inner.peers.iter_mut().map(|(_, p)| p) {
-                peer.remove_stream(&id);
+    pub fn remove_stream(&self, stream: JsValue) -> Result<(), JsValue> {
+        let stream = media_stream(stream, "removeStream")?;
+        with(&self.weak(), |inner| inner.remove_stream(&stream));
+        Ok(())
+    }
+
+    /// Reads the state. Called back from inside the session (e.g. from the `onPeerConnection`
+    /// hook) it throws `invalid-state`, where `borrow()` would panic and end the session for
+    /// good. Thrown, not returned: nothing is borrowed then, and a `Result` in every getter's
+    /// glue cost ~2 KB of wasm.
+    fn read<T>(&self, f: impl FnOnce(&Inner) -> T) -> T {
+        match self.inner.try_borrow() {
+            Ok(inner) => f(&inner),
+            Err(_) => {
+                let message = "the session is busy: read it after onPeerConnection returns";
+                wasm_bindgen::throw_val(error_value(&SdkError::new(code::INVALID_STATE, message, false)))
             }
-        });
+        }
     }
 
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        self.inner.borrow().core.state().as_str().to_string()
+        self.read(|inner| inner.core.state().as_str().to_string())
     }
 
     #[wasm_bindgen(getter, js_name = localPeerId)]
     pub fn local_peer_id(&self) -> Option<String> {
-        self.inner.borrow().core.local_id().map(String::from)
+        self.read(|inner| inner.core.local_id().map(String::from))
     }
 
     #[wasm_bindgen(js_name = peerIds)]
     pub fn peer_ids(&self) -> Vec<String> {
-        self.inner.borrow().peers.keys().cloned().collect()
+        self.read(|inner| inner.peers.keys().cloned().collect())
     }
 
     #[wasm_bindgen(js_name = peerConnection)]
     pub fn peer_connection(&self, id: &str) -> Option<RtcPeerConnection> {
-        self.inner.borrow().peers.get(id).map(|p| p.pc.clone())
+        self.read(|inner| inner.peers.get(id).map(|p| p.pc.clone()))
     }
 
     #[wasm_bindgen(js_name = peerState)]
     pub fn peer_state(&self, id: &str) -> Option<String> {
-        self.inner
-            .borrow()
-            .peers
-            .get(id)
-            .map(|p| p.life.state().as_str().to_string())
+        self.read(|inner| inner.peers.get(id).map(|p| p.life.state().as_str().to_string()))
     }
 
     #[wasm_bindgen(js_name = peerMetadata)]
     pub fn peer_metadata(&self, id: &str) -> JsValue {
         // The core keeps every peer's metadata current; the shell keeps no copy.
-        self.inner
-            .borrow()
-            .core
-            .peer_metadata(id)
-            .map_or(JsValue::NULL, |m| m.0.clone())
+        self.read(|inner| {
+            inner
+                .core
+                .peer_metadata(id)
+                .map_or(JsValue::NULL, |m| m.0.clone())
+        })
     }
 
     /// `[{stream, role}]` received from a peer.
     #[wasm_bindgen(js_name = peerStreams)]
     pub fn peer_streams(&self, id: &str) -> Array {
-        let inner = self.inner.borrow();
-        let list = Array::new();
-        if let Some(peer) = inner.peers.get(id) {
-            for (stream, role) in peer.remote_streams.values() {
-                list.push(&object(&[
-                    ("stream", stream.into()),
-                    ("role", role.as_str().into()),
-                ]));
+        self.read(|inner| {
+            let list = Array::new();
+            if let Some(peer) = inner.peers.get(id) {
+                for (stream, role) in peer.remote_streams.values() {
+                    list.push(&object(&[
+                        ("stream", stream.into()),
+                        ("role", role.as_str().into()),
+                    ]));
+                }
             }
-        }
-        list
+            list
+        })
     }
 
-    /// Replaces this peer's metadata (must be an object); the others get `metadata-updated`.
+    /// Replaces this peer's metadata (a JSON object); the others get `metadata-updated`.
     #[wasm_bindgen(js_name = updateMetadata)]
     pub fn update_metadata(&self, metadata: JsValue) -> Result<(), JsValue> {
-        if !metadata.is_object() || Array::is_array(&metadata) {
-            return Err(invalid("metadata must be an object"));
+        if !valid_metadata(&metadata) {
+            return Err(invalid(
+                "updateMetadata(metadata): metadata must be a JSON object",
+            ));
         }
         with(&self.weak(), |inner| inner.core.update_metadata(Js(metadata)));
         Ok(())
@@ -811,12 +877,7 @@ impl RoomCore {
     /// and the previous one (rates need two).
     #[wasm_bindgen(js_name = peerStats)]
     pub fn peer_stats(&self, id: &str) -> Promise {
-        let found = self
-            .inner
-            .borrow()
-            .peers
-            .get(id)
-            .map(|p| (p.pc.clone(), p.serial));
+        let found = self.read(|inner| inner.peers.get(id).map(|p| (p.pc.clone(), p.serial)));
         let (weak, peer_id) = (self.weak(), id.to_string());
         wasm_bindgen_futures::future_to_promise(async move {
             let Some((pc, serial)) = found else {
@@ -826,7 +887,7 @@ impl RoomCore {
                     false,
                 )));
             };
-            let current = get_stats(pc.get_stats()).await?;
+            let current = get_stats(js::get_stats(&pc)).await?;
             let mut previous = None;
             with(&weak, |inner| {
                 if let Some(peer) = inner.peer_mut(&peer_id, serial) {
@@ -843,8 +904,13 @@ impl RoomCore {
     /// Restarts ICE with one peer now (recovery does this by itself; for apps and tests).
     #[wasm_bindgen(js_name = restartIce)]
     pub fn restart_ice(&self, id: &str) {
-        if let Some(peer) = self.inner.borrow().peers.get(id) {
-            js::restart_ice(&peer.pc);
-        }
+        with(&self.weak(), |inner| inner.restart_ice(id));
     }
+}
+
+/// A `MediaStream` argument, checked (wasm-bindgen does not check imported types).
+fn media_stream(stream: JsValue, method: &str) -> Result<MediaStream, JsValue> {
+    stream
+        .dyn_into::<MediaStream>()
+        .map_err(|_| invalid(format!("{method}(stream): stream must be a MediaStream")))
 }
