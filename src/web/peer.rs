@@ -185,11 +185,11 @@ impl Peer {
     /// Watches a newly announced remote stream for losing its tracks.
     pub fn watch_stream(&mut self, stream: &MediaStream) {
         let on = self.on_event.clone();
-        let id = stream.id();
+        let id = js::id(stream);
         let watched = Clone::clone(stream);
         self.listeners
             .push(EventListener::new(stream, "removetrack", move |_| {
-                if watched.get_tracks().length() == 0 {
+                if js::tracks(&watched).length() == 0 {
                     on(PeerEvent::StreamEmptied(id.clone()));
                 }
             }));

@@ -741,8 +741,7 @@ impl RoomCore {
     pub fn join(&self) -> Promise {
         let mut waiter = None;
         let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        let weak = self.weak();
-        with(&weak, |inner| {
+        self.write(|inner| {
             if let Some(waiter) = waiter {
                 inner.join_waiters.push(waiter);
             }
@@ -763,7 +762,7 @@ impl RoomCore {
     /// Leaves: bye to every peer, closes every peer connection, the socket, timers, listeners.
     /// With `stopTracks`, also stops the tracks of the streams given to `addStream`.
     pub fn leave(&self, stop_tracks: Option<bool>) -> Promise {
-        with(&self.weak(), |inner| {
+        self.write(|inner| {
             inner.core.leave();
             if stop_tracks == Some(true) {
                 for (stream, _) in &inner.streams {
@@ -782,14 +781,14 @@ impl RoomCore {
             .as_string()
             .filter(|r| !r.is_empty())
             .ok_or_else(|| invalid("addStream(stream, { role }): role must be a non-empty string"))?;
-        with(&self.weak(), |inner| inner.add_stream(stream, role));
+        self.write(|inner| inner.add_stream(stream, role));
         Ok(())
     }
 
     #[wasm_bindgen(js_name = removeStream)]
     pub fn remove_stream(&self, stream: JsValue) -> Result<(), JsValue> {
         let stream = media_stream(stream, "removeStream")?;
-        with(&self.weak(), |inner| inner.remove_stream(&stream));
+        self.write(|inner| inner.remove_stream(&stream));
         Ok(())
     }
 
@@ -800,11 +799,17 @@ impl RoomCore {
     fn read<T>(&self, f: impl FnOnce(&Inner) -> T) -> T {
         match self.inner.try_borrow() {
             Ok(inner) => f(&inner),
-            Err(_) => {
-                let message = "the session is busy: read it after onPeerConnection returns";
-                wasm_bindgen::throw_val(error_value(&SdkError::new(code::INVALID_STATE, message, false)))
-            }
+            Err(_) => busy(),
         }
+    }
+
+    /// Runs an app call through [`with`]; called back from inside the session it throws
+    /// `invalid-state` rather than being dropped silently.
+    fn write(&self, f: impl FnOnce(&mut Inner)) {
+        if self.inner.try_borrow_mut().is_err() {
+            busy()
+        }
+        with(&self.weak(), f);
     }
 
     #[wasm_bindgen(getter)]
@@ -868,7 +873,7 @@ impl RoomCore {
                 "updateMetadata(metadata): metadata must be a JSON object",
             ));
         }
-        with(&self.weak(), |inner| inner.core.update_metadata(Js(metadata)));
+        self.write(|inner| inner.core.update_metadata(Js(metadata)));
         Ok(())
     }
 
@@ -904,8 +909,13 @@ impl RoomCore {
     /// Restarts ICE with one peer now (recovery does this by itself; for apps and tests).
     #[wasm_bindgen(js_name = restartIce)]
     pub fn restart_ice(&self, id: &str) {
-        with(&self.weak(), |inner| inner.restart_ice(id));
+        self.write(|inner| inner.restart_ice(id));
     }
+}
+
+fn busy() -> ! {
+    let message = "the session is busy: call it after onPeerConnection returns";
+    wasm_bindgen::throw_val(error_value(&SdkError::new(code::INVALID_STATE, message, false)))
 }
 
 /// A `MediaStream` argument, checked (wasm-bindgen does not check imported types).

@@ -252,6 +252,43 @@ for (const name of BROWSERS) {
     assert.deepEqual(result.after, { state: 'left', peers: 0, tracks: ['ended', 'ended'] });
   });
 
+  test(`${name}: an onPeerConnection hook that calls back into the session gets invalid-state, and the call goes on`, async () => {
+    const result = await withPage(name, (page) => page.evaluate(async (room) => {
+      const { session, connected } = window.rt;
+      const seen = [];
+      let me = null;
+      const extra = new MediaStream();
+      // Runs inside the session's own work (before the pc is used): reads and calls re-enter it.
+      const onPeerConnection = () => {
+        for (const [label, f] of [
+          ['state', () => me.s.state],
+          ['localPeerId', () => me.s.localPeerId],
+          ['addStream', () => me.s.addStream(extra, { role: 'screen' })],
+          ['updateMetadata', () => me.s.updateMetadata({ from: 'hook' })],
+        ]) {
+          try {
+            seen.push({ label, returned: f() ?? null });
+          } catch (e) {
+            seen.push({ label, type: e?.constructor?.name, code: e?.code, fatal: e?.fatal });
+          }
+        }
+      };
+      me = await session(room, { onPeerConnection });
+      const other = await session(room);
+      await me.s.join();
+      await other.s.join();
+      await connected(me, other);
+      const out = { seen, state: me.s.state, errors: [...me.log.errors, ...other.log.errors] };
+      await me.s.leave();
+      await other.s.leave();
+      return out;
+    }, roomName('hook')));
+    const busy = (label) => ({ label, type: 'Error', code: 'invalid-state', fatal: false });
+    assert.deepEqual(result.seen, [busy('state'), busy('localPeerId'), busy('addStream'), busy('updateMetadata')]);
+    assert.equal(result.state, 'joined');
+    assert.deepEqual(result.errors, []);
+  });
+
   test(`${name}: join() twice shares one Promise; joined resolves at once; left and failed reject`, async () => {
     const result = await withPage(name, (page) => page.evaluate(async (room, probes, WAIT_MS) => {
       eval(probes);
