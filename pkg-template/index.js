@@ -691,13 +691,15 @@ const isJsonObject = (v) => {
 };
 const isMediaStream = (v) => typeof MediaStream === 'function' && v instanceof MediaStream;
 const number = (min, max = Number.MAX_VALUE) => (v) => typeof v === 'number' && v >= min && v <= max;
+const positive = (v) => number(0)(v) && v > 0;
 const whole = (min, max = Number.MAX_SAFE_INTEGER) => (v) => Number.isInteger(v) && v >= min && v <= max;
 const string = (v) => typeof v === 'string';
 const ROOM_NAME = /^(?!\.+$)[A-Za-z0-9_.-]{1,64}$/;
-const ICE_URLS = (v) => string(v) || (Array.isArray(v) && v.length > 0 && v.every(string));
+const ICE_SERVER = (s) => isObject(s) && (string(s.urls) || (Array.isArray(s.urls) && s.urls.length > 0 && s.urls.every(string)))
+  && [s.username, s.credential].every((v) => v === undefined || string(v));
 const WS_URL = (v) => {
   try {
-    return string(v) && /^(wss?|https?):$/.test(new URL(v, globalThis.location?.href).protocol);
+    return string(v) && /^wss?:$/.test(new URL(v).protocol);
   } catch {
     return false;
   }
@@ -707,12 +709,12 @@ const WS_URL = (v) => {
 const CONFIG_FIELDS = [
   ['url', WS_URL, 'a ws:// or wss:// URL'],
   ['token', string, 'a string'],
-  ['iceServers', (v) => Array.isArray(v) && v.every((s) => isObject(s) && ICE_URLS(s.urls)), 'an array of { urls, username?, credential? }'],
+  ['iceServers', (v) => Array.isArray(v) && v.every(ICE_SERVER), 'an array of { urls, username?, credential? } (strings)'],
   ['metadata', isJsonObject, 'a JSON object'],
   ['capacity', whole(1, 2 ** 32 - 1), 'a whole number >= 1'],
-  ['heartbeatIntervalMs', number(1), 'a number > 0'],
-  ['heartbeatTimeoutMs', number(1), 'a number > 0'],
-  ['connectTimeoutMs', number(1), 'a number > 0'],
+  ['heartbeatIntervalMs', positive, 'a number > 0'],
+  ['heartbeatTimeoutMs', positive, 'a number > 0'],
+  ['connectTimeoutMs', positive, 'a number > 0'],
   ['joinAttempts', whole(1, 2 ** 32 - 1), 'a whole number >= 1'],
   ['transport', (v) => v === 'broadcast-channel' || (isObject(v) && typeof v.send === 'function'), "'broadcast-channel' or an object with send(text)"],
   ['onPeerConnection', (v) => typeof v === 'function', 'a function'],

@@ -699,7 +699,7 @@ impl RoomCore {
         let ice_servers = js::get(&config, "iceServers");
         if Array::is_array(&ice_servers) {
             rtc_config.set_ice_servers(&ice_servers);
-        } else if !ice_servers.is_undefined() {
+        } else if !(ice_servers.is_undefined() || ice_servers.is_null()) {
             return Err(invalid("config.iceServers must be an array"));
         }
         let on_peer_connection = match js::get(&config, "onPeerConnection") {

@@ -118,6 +118,10 @@ for (const name of BROWSERS) {
         ['token number', config({ token: 1 })],
         ['iceServers object', config({ iceServers: { urls: 'stun:x' } })],
         ['iceServers without urls', config({ iceServers: [{}] })],
+        ['iceServers credential number', config({ iceServers: [{ urls: 'turn:t', username: 'u', credential: 5 }] })],
+        ['url relative', config({ url: '/signal' })],
+        ['heartbeatTimeoutMs 0', config({ heartbeatTimeoutMs: 0 })],
+        ['connectTimeoutMs Infinity', config({ connectTimeoutMs: Infinity })],
         ['metadata array', config({ metadata: [1] })],
         ['metadata cyclic', config({ metadata: cyclic })],
         ['capacity fraction', config({ capacity: 1.5 })],
@@ -175,6 +179,27 @@ for (const name of BROWSERS) {
         syncCall('new RoomCore iceServers', () => new wasm.RoomCore({ room, url: 'ws://h/', iceServers: 'stun:x' }, () => {})),
       ];
       out.coreState = core.state;
+      // Everything valid is still accepted, by the wrapper and by the wasm.
+      const full = {
+        room: 'team-42_a.b', url: 'wss://signal.example/signal', token: 'jwt', metadata: { name: 'Ann' },
+        iceServers: [{ urls: 'stun:s.example' }, { urls: ['turn:t.example'], username: 'u', credential: 'p' }],
+        capacity: 4, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000.5, connectTimeoutMs: 2000, joinAttempts: 2,
+        retry: { initialDelayMs: 0, maxDelayMs: 5000, factor: 1.5, jitter: 1, maxAttempts: -1 },
+        ice: { maxRestarts: 0, disconnectedGraceMs: 1500, restartTimeoutMs: 8000 },
+        onPeerConnection: fn, transport: 'broadcast-channel',
+        stats: {
+          url: 'ws://127.0.0.1:9/rtcstats', token: 't', intervalMs: 0, maxBuffered: 10, backoffInitialMs: 100, backoffMaxMs: 1000,
+          closeGraceMs: 100, connectTimeoutMs: 100, leaveFlushMs: 100, ackMode: 'never', mediaDevices: false,
+        },
+      };
+      const nulls = { room: 'r', url: null, token: null, metadata: null, iceServers: null, capacity: null, stats: null, transport: null, onPeerConnection: null };
+      const { stats, transport, ...forCore } = full;
+      out.valid = [
+        syncCall('full config', () => new sdk.RoomSession(full)),
+        syncCall('null fields', () => new sdk.RoomSession(nulls)),
+        syncCall('RoomCore full config', () => new wasm.RoomCore({ ...forCore, transport: { send() {} } }, () => {})),
+        syncCall('RoomCore null fields', () => new wasm.RoomCore({ ...nulls, stats: undefined, url: 'ws://h/' }, () => {})),
+      ];
       // Nothing above touched the session: it still answers, talks to the others, and leaves.
       out.state = a.s.state;
       out.peers = a.s.peers().map((p) => p.id);
@@ -194,6 +219,7 @@ for (const name of BROWSERS) {
     assertInvalidArguments(result.async);
     assertInvalidArguments(result.core);
     assert.equal(result.coreState, 'idle');
+    assert.deepEqual(result.valid.map((r) => r.threw === false || r), [true, true, true, true]);
     assert.equal(result.state, 'joined');
     assert.equal(result.peers.length, 1);
     assert.deepEqual(result.metadata, { still: 'alive' });
