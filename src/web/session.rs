@@ -776,7 +776,7 @@ impl RoomCore {
     /// Sends `stream` to every peer, now and later; `role` labels it on the other side.
     #[wasm_bindgen(js_name = addStream)]
     pub fn add_stream(&self, stream: JsValue, role: JsValue) -> Result<(), JsValue> {
-        let stream = media_stream(stream, "addStream")?;
+        let stream = media_stream(stream, "addStream(stream): stream must be a MediaStream")?;
         let role = role
             .as_string()
             .filter(|r| !r.is_empty())
@@ -787,7 +787,7 @@ impl RoomCore {
 
     #[wasm_bindgen(js_name = removeStream)]
     pub fn remove_stream(&self, stream: JsValue) -> Result<(), JsValue> {
-        let stream = media_stream(stream, "removeStream")?;
+        let stream = media_stream(stream, "removeStream(stream): stream must be a MediaStream")?;
         self.write(|inner| inner.remove_stream(&stream));
         Ok(())
     }
@@ -919,8 +919,6 @@ fn busy() -> ! {
 }
 
 /// A `MediaStream` argument, checked (wasm-bindgen does not check imported types).
-fn media_stream(stream: JsValue, method: &str) -> Result<MediaStream, JsValue> {
-    stream
-        .dyn_into::<MediaStream>()
-        .map_err(|_| invalid(format!("{method}(stream): stream must be a MediaStream")))
+fn media_stream(stream: JsValue, message: &'static str) -> Result<MediaStream, JsValue> {
+    stream.dyn_into::<MediaStream>().map_err(|_| invalid(message))
 }
