@@ -503,7 +503,8 @@ for (const name of BROWSERS) {
         eval(probes);
         const { sdk } = window.rt;
         const s = new sdk.RoomSession({
-          room, url, connectTimeoutMs: 1000, joinAttempts: 2, retry: { initialDelayMs: 200, jitter: 0 },
+          room, url: `${url}?key=secret`, token: 'jwt-secret', connectTimeoutMs: 1000, joinAttempts: 2,
+          retry: { initialDelayMs: 200, jitter: 0 },
         });
         const t0 = performance.now();
         const join = await Promise.race([
@@ -514,7 +515,8 @@ for (const name of BROWSERS) {
       }, roomName('silent'), url, PROBES));
       assert.equal(result.join.code, 'signaling-unreachable', JSON.stringify(result));
       assert.equal(result.join.fatal, true);
-      assert.ok(result.join.message.includes(url), result.join.message);
+      assert.ok(result.join.message.includes(`${url} `), result.join.message);
+      assert.ok(!result.join.message.includes('secret'), `no credentials: ${result.join.message}`);
       assert.match(result.join.message, /after 2 attempts \(last: not open within 1000 ms\)/);
       // 2 x 1000 ms + 200 ms of backoff, plus scheduling slack.
       assert.ok(result.ms >= 2100 && result.ms < 4000, `rejected after ${Math.round(result.ms)} ms`);
