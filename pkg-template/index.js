@@ -889,7 +889,12 @@ export class RoomSession extends Emitter {
   join(...args) {
     if (args.some((a) => a !== undefined)) return Promise.reject(invalidArgument('join() takes no arguments'));
     if (this.#joining) return this.#joining;
-    const state = this.state;
+    let state;
+    try {
+      state = this.state;
+    } catch (err) {
+      return Promise.reject(err); // busy: called from inside onPeerConnection
+    }
     if (state === 'joined' || state === 'reconnecting') return Promise.resolve();
     if (state === 'left' || state === 'failed') return Promise.reject(invalidState(`join() in state ${state}`));
     const joining = this.#join();
