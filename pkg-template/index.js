@@ -697,17 +697,25 @@ const string = (v) => typeof v === 'string';
 const ROOM_NAME = /^(?!\.+$)[A-Za-z0-9_.-]{1,64}$/;
 const ICE_SERVER = (s) => isObject(s) && (string(s.urls) || (Array.isArray(s.urls) && s.urls.length > 0 && s.urls.every(string)))
   && [s.username, s.credential].every((v) => v === undefined || string(v));
-const WS_URL = (v) => {
+/**
+ * A WebSocket URL from what an app may write: ws(s)://…, http(s)://… (the same server), or a
+ * path relative to the page ('/signal'). Null when it is none of these.
+ */
+function wsUrl(v) {
+  if (!string(v)) return null;
   try {
-    return string(v) && /^wss?:$/.test(new URL(v).protocol);
+    const url = new URL(v, globalThis.location?.href);
+    if (url.protocol === 'http:' || url.protocol === 'https:') url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return /^wss?:$/.test(url.protocol) ? url.href : null;
   } catch {
-    return false;
+    return null;
   }
-};
+}
+const WS_URL = (v) => wsUrl(v) !== null;
 
 /** `[field, test, what it must be]` of RoomSession's config; undefined (or null) is the default. */
 const CONFIG_FIELDS = [
-  ['url', WS_URL, 'a ws:// or wss:// URL'],
+  ['url', WS_URL, 'a ws(s):// or http(s):// URL, or a path on this page\'s server'],
   ['token', string, 'a string'],
   ['iceServers', (v) => Array.isArray(v) && v.every(ICE_SERVER), 'an array of { urls, username?, credential? } (strings)'],
   ['metadata', isJsonObject, 'a JSON object'],
@@ -731,7 +739,7 @@ const CONFIG_FIELDS = [
     ['restartTimeoutMs', number(0), 'a number >= 0'],
   ]],
   ['stats', isObject, 'an object', [
-    ['url', WS_URL, 'a ws:// or wss:// URL'],
+    ['url', WS_URL, 'a ws(s):// or http(s):// URL, or a path on this page\'s server'],
     ['token', string, 'a string'],
     ['intervalMs', number(0), 'a number >= 0'],
     ['maxBuffered', whole(0), 'a whole number >= 0'],
@@ -742,6 +750,7 @@ const CONFIG_FIELDS = [
     ['leaveFlushMs', number(0), 'a number >= 0'],
     ['ackMode', (v) => ['auto', 'required', 'never'].includes(v), "'auto', 'required' or 'never'"],
     ['mediaDevices', (v) => typeof v === 'boolean', 'a boolean'],
+    ['maxRecordBytes', whole(1024), 'a whole number >= 1024'],
   ]],
 ];
 
@@ -837,6 +846,8 @@ export class RoomSession extends Emitter {
     super();
     checkConfig(config);
     this.#config = { ...config };
+    if (config.url != null) this.#config.url = wsUrl(config.url);
+    if (config.stats?.url != null) this.#config.stats = { ...config.stats, url: wsUrl(config.stats.url) };
     if (this.#config.transport === 'broadcast-channel') this.#config.transport = new BroadcastChannelTransport();
   }
 
@@ -887,7 +898,12 @@ export class RoomSession extends Emitter {
    * `left` or `failed` it rejects with `invalid-state`.
    */
   join(...args) {
-    if (args.some((a) => a !== undefined)) return Promise.reject(invalidArgument('join() takes no arguments'));
+    // An event from `onclick = session.join.bind(session)` is not an argument; a room name is a
+    // mistake worth saying (the room is the config's).
+    const isEvent = (a) => typeof Event === 'function' && a instanceof Event;
+    if (args.some((a) => a !== undefined && !isEvent(a))) {
+      return Promise.reject(invalidArgument('join() takes no arguments: the room is given to new RoomSession({ room })'));
+    }
     if (this.#joining) return this.#joining;
     let state;
     try {

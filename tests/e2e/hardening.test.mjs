@@ -119,7 +119,6 @@ for (const name of BROWSERS) {
         ['iceServers object', config({ iceServers: { urls: 'stun:x' } })],
         ['iceServers without urls', config({ iceServers: [{}] })],
         ['iceServers credential number', config({ iceServers: [{ urls: 'turn:t', username: 'u', credential: 5 }] })],
-        ['url relative', config({ url: '/signal' })],
         ['heartbeatTimeoutMs 0', config({ heartbeatTimeoutMs: 0 })],
         ['connectTimeoutMs Infinity', config({ connectTimeoutMs: Infinity })],
         ['metadata array', config({ metadata: [1] })],
@@ -190,6 +189,7 @@ for (const name of BROWSERS) {
         stats: {
           url: 'ws://127.0.0.1:9/rtcstats', token: 't', intervalMs: 0, maxBuffered: 10, backoffInitialMs: 100, backoffMaxMs: 1000,
           closeGraceMs: 100, connectTimeoutMs: 100, leaveFlushMs: 100, ackMode: 'never', mediaDevices: false,
+          maxRecordBytes: 4096,
         },
       };
       const nulls = { room: 'r', url: null, token: null, metadata: null, iceServers: null, capacity: null, stats: null, transport: null, onPeerConnection: null };
@@ -199,7 +199,14 @@ for (const name of BROWSERS) {
         syncCall('null fields', () => new sdk.RoomSession(nulls)),
         syncCall('RoomCore full config', () => new wasm.RoomCore({ ...forCore, transport: { send() {} } }, () => {})),
         syncCall('RoomCore null fields', () => new wasm.RoomCore({ ...nulls, stats: undefined, url: 'ws://h/' }, () => {})),
+        // URLs as apps write them: a path on this page's server, or http(s) of the same.
+        syncCall('relative url', () => new sdk.RoomSession({ room: 'r', url: '/signal', stats: { url: '/rtcstats' } })),
+        syncCall('http url', () => new sdk.RoomSession({ room: 'r', url: `${location.origin}/signal` })),
       ];
+      // A click handler bound to join() passes its event: not an argument.
+      const clicked = await sdk.RoomSession.prototype.join.call(new sdk.RoomSession({ room: `${room}-click`, url: '/signal' }), new Event('click'))
+        .then(() => 'joined', (e) => e.message);
+      out.clicked = clicked;
       // Nothing above touched the session: it still answers, talks to the others, and leaves.
       out.state = a.s.state;
       out.peers = a.s.peers().map((p) => p.id);
@@ -219,7 +226,8 @@ for (const name of BROWSERS) {
     assertInvalidArguments(result.async);
     assertInvalidArguments(result.core);
     assert.equal(result.coreState, 'idle');
-    assert.deepEqual(result.valid.map((r) => r.threw === false || r), [true, true, true, true]);
+    assert.deepEqual(result.valid.map((r) => r.threw === false || r), [true, true, true, true, true, true]);
+    assert.equal(result.clicked, 'joined');
     assert.equal(result.state, 'joined');
     assert.equal(result.peers.length, 1);
     assert.deepEqual(result.metadata, { still: 'alive' });
