@@ -203,6 +203,9 @@ proptest! {
         prop_assert_eq!(exact.json_len(), exact.to_json().len());
         let n = Value::Number(f64::from_bits(bits));
         prop_assert!(n.json_len() >= n.to_json().len());
+        // The longest decimal form JS prints (a shrunk failure of this property).
+        let longest = Value::Number(-1.1089538441554233e-06);
+        prop_assert!(longest.json_len() >= longest.to_json().len(), "{}", longest.to_json());
     }
 
     #[test]

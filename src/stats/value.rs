@@ -155,7 +155,7 @@ impl Value {
     }
 
     /// An upper bound of `to_json().len()`, computed without writing: exact except for
-    /// fractional numbers, counted at 24 bytes (the longest a JS number prints). Lets the trace
+    /// fractional numbers, counted at 25 bytes (the longest a JS number prints). Lets the trace
     /// refuse an oversized record before buffering it, without formatting any number.
     pub fn json_len(&self) -> usize {
         match self {
@@ -298,7 +298,9 @@ fn number_len(n: f64) -> usize {
         return 4;
     }
     if n.fract() != 0.0 || n.abs() >= 9.0e15 {
-        return 24;
+        // The longest a JS number prints: a sign, "0.", five zeros and 17 digits
+        // (-0.0000012345678901234567); exponent forms are shorter.
+        return 25;
     }
     let mut digits = usize::from(n < 0.0) + 1;
     let mut rest = (n.abs() as u64) / 10;
