@@ -7,15 +7,22 @@
 //! The server uses a raw JSON value and relays the bytes untouched. The SDK uses a JS value.
 //!
 //! Decoding never panics. Unknown fields are ignored. An unknown `type` is a decode error,
-//! which the server answers with an `error` frame. Tagged types decode through flat frame
-//! structs (`frames`), not serde's internally tagged enums. Those buffer their content first,
-//! which breaks pass-through values like `serde_json::value::RawValue`. (The browser SDK
-//! decodes with its own serde-free codec, `src/web/decode.rs`, held to these definitions by
-//! `tests/decode.rs`.)
+//! which the server answers with an `error` frame.
+//!
+//! Each type is declared once, here, with its serde attributes; everything else comes from that
+//! declaration. serde derives `Serialize` (and `Deserialize` for structs and unit enums).
+//! `derive(Wire)` (crate `rtcroom-protocol-derive`) generates the rest: tagged types decode
+//! through a flat frame, every field of every variant optional and type-checked, then the
+//! fields the tag needs required. Not serde's internally tagged enums: those buffer their
+//! content first, which breaks pass-through values like `serde_json::value::RawValue`. With
+//! the `js` feature (the SDK's wasm build only) it also generates the browser's serde-free
+//! codec, [`js`], from the same declarations.
 
+use rtcroom_protocol_derive::Wire;
 use serde::{Deserialize, Serialize};
 
-mod frames;
+#[cfg(feature = "js")]
+pub mod js;
 
 /// Highest signaling protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -31,12 +38,8 @@ pub fn negotiate_version(client: u32) -> Option<u32> {
 }
 
 /// A frame from a client to the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Wire)]
 #[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
-#[serde(
-    try_from = "frames::ClientFrame<J>",
-    bound(deserialize = "J: Deserialize<'de>")
-)]
 pub enum ClientMsg<J> {
     /// Enter a room (or come back to it with a resume token). Must be the first frame.
     Join {
@@ -69,7 +72,7 @@ pub enum ClientMsg<J> {
 }
 
 /// A peer as others see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerInfo<J> {
     pub id: String,
@@ -78,7 +81,7 @@ pub struct PeerInfo<J> {
 }
 
 /// Why a peer left the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeaveReason {
     /// It said `leave` (or closed its socket cleanly).
@@ -90,12 +93,8 @@ pub enum LeaveReason {
 }
 
 /// A frame from the server to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Wire)]
 #[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
-#[serde(
-    try_from = "frames::ServerFrame<J>",
-    bound(deserialize = "J: Deserialize<'de>")
-)]
 pub enum ServerMsg<J> {
     /// The join (or resume) succeeded.
     Joined {
@@ -106,6 +105,7 @@ pub enum ServerMsg<J> {
         /// Present this in `join.resume` to come back after a dropped socket.
         resume_token: String,
         /// The other peers already in the room.
+        #[serde(default)]
         peers: Vec<PeerInfo<J>>,
         /// Maximum number of peers in this room.
         capacity: u32,
@@ -135,8 +135,10 @@ pub enum ServerMsg<J> {
     },
     Error {
         code: ErrorCode,
+        #[serde(default)]
         message: String,
         /// True when the server closes the connection after this frame.
+        #[serde(default)]
         fatal: bool,
     },
     Pong {
@@ -203,7 +205,7 @@ pub mod close {
 }
 
 /// Machine-readable error codes of `error` frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// Not JSON, not an object, or a field of the wrong type.
@@ -234,70 +236,10 @@ pub enum ErrorCode {
     QueueFull,
 }
 
-impl ErrorCode {
-    /// Every code, for decoders that match the wire spelling without serde (the browser SDK).
-    pub const ALL: [ErrorCode; 13] = {
-        use ErrorCode::*;
-        [
-            MalformedFrame,
-            UnknownType,
-            FrameTooLarge,
-            RateLimited,
-            InvalidState,
-            UnsupportedVersion,
-            InvalidArgument,
-            UnknownPeer,
-            DuplicatePeer,
-            InvalidResume,
-            Unauthorized,
-            RoomLimit,
-            QueueFull,
-        ]
-    };
-
-    /// Fails to compile when a variant is added: add it to [`ErrorCode::ALL`] too.
-    const _EVERY_VARIANT_IS_IN_ALL: fn(ErrorCode) = |code| {
-        use ErrorCode::*;
-        match code {
-            MalformedFrame | UnknownType | FrameTooLarge | RateLimited | InvalidState
-            | UnsupportedVersion | InvalidArgument | UnknownPeer | DuplicatePeer | InvalidResume
-            | Unauthorized | RoomLimit | QueueFull => {}
-        }
-    };
-
-    /// The code with this wire spelling.
-    pub fn parse(name: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|code| code.as_str() == name)
-    }
-
-    /// The wire spelling, e.g. `"room-limit"` (a test checks it agrees with serde).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedFrame => "malformed-frame",
-            ErrorCode::UnknownType => "unknown-type",
-            ErrorCode::FrameTooLarge => "frame-too-large",
-            ErrorCode::RateLimited => "rate-limited",
-            ErrorCode::InvalidState => "invalid-state",
-            ErrorCode::UnsupportedVersion => "unsupported-version",
-            ErrorCode::InvalidArgument => "invalid-argument",
-            ErrorCode::UnknownPeer => "unknown-peer",
-            ErrorCode::DuplicatePeer => "duplicate-peer",
-            ErrorCode::InvalidResume => "invalid-resume",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::RoomLimit => "room-limit",
-            ErrorCode::QueueFull => "queue-full",
-        }
-    }
-}
-
 /// What a `signal` payload carries between two SDKs. The server relays it without looking.
 /// `kind` tags it; app-defined payloads use `app`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Wire)]
 #[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "camelCase")]
-#[serde(
-    try_from = "frames::PayloadFrame<J>",
-    bound(deserialize = "J: Deserialize<'de>")
-)]
 pub enum SignalPayload<J> {
     /// An SDP offer or answer (`RTCSessionDescriptionInit`), with the role of each stream it
     /// carries (`camera`, `screen`, …) so the receiver can label `stream-added`.
@@ -315,14 +257,14 @@ pub enum SignalPayload<J> {
 }
 
 /// The app-given role of a local `MediaStream`, by its id (the SDP's msid).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Wire)]
 pub struct StreamRole {
     pub stream: String,
     pub role: String,
 }
 
 /// `RTCSessionDescriptionInit` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionDescription {
     #[serde(rename = "type")]
@@ -331,7 +273,7 @@ pub struct SessionDescription {
     pub sdp: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "lowercase")]
 pub enum SdpKind {
     Offer,
@@ -341,7 +283,7 @@ pub enum SdpKind {
 }
 
 /// `RTCIceCandidateInit` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Wire)]
 #[serde(rename_all = "camelCase")]
 pub struct IceCandidate {
     pub candidate: String,
@@ -351,6 +293,12 @@ pub struct IceCandidate {
     pub sdp_m_line_index: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username_fragment: Option<String>,
+}
+
+/// The index of `name` in `names`: how generated code matches wire spellings (one loop shared
+/// by every enum instead of a string `match` per enum).
+fn position(names: &[&str], name: &str) -> Option<usize> {
+    names.iter().position(|n| *n == name)
 }
 
 /// Room names: 1–64 characters from `[A-Za-z0-9_.-]`, not only dots (`.` and `..` mean
