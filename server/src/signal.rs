@@ -58,8 +58,6 @@ pub struct SignalSettings {
     pub allowed_origins: Vec<String>,
 }
 
-const CLIENT_TYPES: [&str; 5] = ["join", "signal", "metadata", "leave", "ping"];
-
 #[derive(Debug, Deserialize)]
 pub struct SignalQuery {
     room: Option<String>,
@@ -307,7 +305,7 @@ impl Connection {
                 let unknown = serde_json::from_str::<Tagged>(text)
                     .ok()
                     .and_then(|t| t.kind)
-                    .filter(|kind| !CLIENT_TYPES.contains(kind));
+                    .filter(|kind| !ClientMsg::<Raw>::TAGS.contains(kind));
                 return match unknown {
                     Some(kind) => {
                         self.violation(ErrorCode::UnknownType, &format!("unknown frame type {kind:?}"))

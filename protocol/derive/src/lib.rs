@@ -567,3 +567,57 @@ fn expand_tagged(input: &DeriveInput, tag: &str, variants: &[Variant]) -> Result
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    /// Expected values from serde_derive's own case tests.
+    #[test]
+    fn rename_rules_match_serde() {
+        for (name, lower, upper, camel, snake, kebab) in [
+            ("Outcome", "outcome", "OUTCOME", "outcome", "outcome", "outcome"),
+            (
+                "VeryTasty",
+                "verytasty",
+                "VERYTASTY",
+                "veryTasty",
+                "very_tasty",
+                "very-tasty",
+            ),
+            ("A", "a", "A", "a", "a", "a"),
+            ("Z42", "z42", "Z42", "z42", "z42", "z42"),
+        ] {
+            assert_eq!(Rule::Lower.variant(name), lower);
+            assert_eq!(Rule::Upper.variant(name), upper);
+            assert_eq!(Rule::Pascal.variant(name), name);
+            assert_eq!(Rule::Camel.variant(name), camel);
+            assert_eq!(Rule::Snake.variant(name), snake);
+            assert_eq!(Rule::ScreamingSnake.variant(name), snake.to_ascii_uppercase());
+            assert_eq!(Rule::Kebab.variant(name), kebab);
+            assert_eq!(Rule::ScreamingKebab.variant(name), kebab.to_ascii_uppercase());
+        }
+        for (name, upper, pascal, camel, kebab) in [
+            ("outcome", "OUTCOME", "Outcome", "outcome", "outcome"),
+            ("very_tasty", "VERY_TASTY", "VeryTasty", "veryTasty", "very-tasty"),
+            ("a", "A", "A", "a", "a"),
+            ("z42", "Z42", "Z42", "z42", "z42"),
+            (
+                "sdp_m_line_index",
+                "SDP_M_LINE_INDEX",
+                "SdpMLineIndex",
+                "sdpMLineIndex",
+                "sdp-m-line-index",
+            ),
+        ] {
+            assert_eq!(Rule::Lower.field(name), name);
+            assert_eq!(Rule::Snake.field(name), name);
+            assert_eq!(Rule::Upper.field(name), upper);
+            assert_eq!(Rule::ScreamingSnake.field(name), upper);
+            assert_eq!(Rule::Pascal.field(name), pascal);
+            assert_eq!(Rule::Camel.field(name), camel);
+            assert_eq!(Rule::Kebab.field(name), kebab);
+            assert_eq!(Rule::ScreamingKebab.field(name), upper.replace('_', "-"));
+        }
+    }
+}
