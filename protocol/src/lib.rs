@@ -1,8 +1,8 @@
 //! Wire types shared by the rtcroom SDK and `rtcroom-server`: the one definition of the
 //! signaling protocol (documented in `docs/protocol.md`).
 //!
-//! Frames are JSON text with a `type` tag. Field names are camelCase. Plain serde types only:
-//! this crate builds for `wasm32-unknown-unknown` and native alike and pulls in no JSON library.
+//! Frames are JSON text with a `type` tag. Field names are camelCase. serde types, no JSON library:
+//! this crate builds for `wasm32-unknown-unknown` and native alike.
 //! Values the server never interprets (signal payloads, peer metadata) are a type parameter `J`.
 //! The server uses a raw JSON value and relays the bytes untouched. The SDK uses a JS value.
 //!
@@ -16,7 +16,7 @@
 //! fields the tag needs required. Not serde's internally tagged enums: those buffer their
 //! content first, which breaks pass-through values like `serde_json::value::RawValue`. With
 //! the `js` feature (the SDK's wasm build only) it also generates the browser's serde-free
-//! codec, [`js`], from the same declarations.
+//! codec, module `js`, from the same declarations.
 
 use rtcroom_protocol_derive::Wire;
 use serde::{Deserialize, Serialize};
