@@ -228,10 +228,11 @@ fn named_fields(fields: &Fields, rule: Option<Rule>) -> Result<Vec<Field>> {
             let wire = attrs
                 .rename
                 .unwrap_or_else(|| rule.map_or_else(|| name.clone(), |r| r.field(&name)));
-            let need = if attrs.default {
-                Need::Default
-            } else if option_inner(&field.ty).is_some() {
+            // An `Option` is `None` when missing, with or without `default`.
+            let need = if option_inner(&field.ty).is_some() {
                 Need::Optional
+            } else if attrs.default {
+                Need::Default
             } else {
                 Need::Required
             };
