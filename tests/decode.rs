@@ -98,9 +98,15 @@ fn map_server<A, B>(m: ServerMsg<A>, f: &impl Fn(A) -> B) -> ServerMsg<B> {
 
 fn map_payload<A, B>(p: SignalPayload<A>, f: &impl Fn(A) -> B) -> SignalPayload<B> {
     match p {
-        SignalPayload::Description { description, roles } => {
-            SignalPayload::Description { description, roles }
-        }
+        SignalPayload::Description {
+            description,
+            roles,
+            seq,
+        } => SignalPayload::Description {
+            description,
+            roles,
+            seq,
+        },
         SignalPayload::Candidate { candidate } => SignalPayload::Candidate { candidate },
         SignalPayload::Bye => SignalPayload::Bye,
         SignalPayload::App { data } => SignalPayload::App { data: f(data) },
@@ -576,6 +582,7 @@ fn payloads<J>(j: impl Fn(&str) -> J) -> Vec<SignalPayload<J>> {
                     role: "screen".into(),
                 },
             ],
+            seq: Some(7),
         },
         SignalPayload::Candidate {
             candidate: Some(IceCandidate {
@@ -616,6 +623,7 @@ fn payloads<J>(j: impl Fn(&str) -> J) -> Vec<SignalPayload<J>> {
                 sdp: String::new(),
             },
             roles: vec![],
+            seq: None,
         });
     }
     for value in VALUES {

@@ -247,6 +247,11 @@ pub enum SignalPayload<J> {
         description: SessionDescription,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         roles: Vec<StreamRole>,
+        /// The sender's number for this description (1, 2, … per peer connection). A
+        /// description is sent again after a signaling outage, in case the old socket lost it;
+        /// the receiver drops one it has seen (a number not above the last it got).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u32>,
     },
     /// A trickled ICE candidate; `None` marks the end of candidates.
     Candidate { candidate: Option<IceCandidate> },

@@ -116,6 +116,7 @@ fn payloads() -> Vec<SignalPayload<Value>> {
                 stream: "s".into(),
                 role: "camera".into(),
             }],
+            seq: Some(2),
         },
         SignalPayload::Candidate {
             candidate: Some(IceCandidate {
@@ -146,6 +147,7 @@ fn payloads() -> Vec<SignalPayload<Value>> {
                 sdp: String::new(),
             },
             roles: vec![],
+            seq: None,
         });
     }
     list
@@ -261,7 +263,8 @@ fn flat_frames_check_every_known_field_and_require_what_the_tag_needs() {
                 kind: SdpKind::Answer,
                 sdp: String::new()
             },
-            roles: vec![]
+            roles: vec![],
+            seq: None,
         })
     );
     // In a plain struct, `default` covers a missing field, not `null` (serde's rule).

@@ -135,8 +135,17 @@ fn signal_payloads_match_rtc_dictionaries() {
                 sdp: "v=0".into()
             },
             roles: vec![],
+            seq: None,
         }
     );
+    let numbered: SignalPayload<Value> =
+        serde_json::from_str(r#"{"kind":"description","description":{"type":"offer","sdp":""},"seq":3}"#)
+            .unwrap();
+    assert!(matches!(
+        numbered,
+        SignalPayload::Description { seq: Some(3), .. }
+    ));
+    assert!(serde_json::to_string(&numbered).unwrap().ends_with(r#""seq":3}"#));
     let with_roles: SignalPayload<Value> = serde_json::from_str(
         r#"{"kind":"description","description":{"type":"answer","sdp":""},"roles":[{"stream":"s1","role":"screen"}]}"#,
     )

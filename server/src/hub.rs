@@ -193,6 +193,8 @@ struct Takeover {
     /// The old socket's frame count when the probe started.
     seen: u64,
     deadline: Instant,
+    /// The token presented.
+    token: String,
 }
 
 /// Who caused a frame for a receiver.
@@ -590,11 +592,19 @@ impl Hub {
         };
         if claim.epoch != self.keys.epoch {
             self.restored.retain(|_, expiry| *expiry >= unix_ms());
-            if self.restored.insert(token.to_string(), claim.expiry_ms).is_some() {
-                return invalid(self, "resume token already used");
+            if self.restored.insert(token.to_string(), claim.expiry_ms).is_none() {
+                let (room, peer_id) = (req.room.clone(), claim.peer.clone());
+                req.peer_id = Some(claim.peer);
+                self.admit(conn, req, version, true);
+                // As after any resume: the token just spent stays good until the first renewal.
+                if let Some(peer) = self.rooms.get_mut(&room).and_then(|r| r.peer_mut(&peer_id)) {
+                    if peer.conn == Some(conn) {
+                        peer.tokens[1] = token.to_string();
+                    }
+                }
+                return;
             }
-            req.peer_id = Some(claim.peer);
-            return self.admit(conn, req, version, true);
+            // Used already: it may still be the restored peer's own (its `joined` lost), below.
         }
         let Some(peer) = self
             .rooms
@@ -608,7 +618,7 @@ impl Hub {
         // replaces it. If it answers a ping, its peer is alive and stays.
         if let Some(old) = peer.conn {
             let Some(old_state) = self.conns.get(&old) else {
-                return self.complete_resume(conn, &req.room, &claim.peer, version);
+                return self.complete_resume(conn, &req.room, &claim.peer, version, token);
             };
             let seen = old_state.handle.seen.load(Ordering::Relaxed);
             send(&self.conns, old, Outgoing::Ping);
@@ -623,13 +633,21 @@ impl Hub {
                 version,
                 seen,
                 deadline: now + self.limits.resume_probe,
+                token: token.to_string(),
             });
             return;
         }
-        self.complete_resume(conn, &req.room, &claim.peer, version);
+        self.complete_resume(conn, &req.room, &claim.peer, version, token);
     }
 
-    fn complete_resume(&mut self, conn: ConnId, room_name: &str, peer_id: &str, version: u32) {
+    fn complete_resume(
+        &mut self,
+        conn: ConnId,
+        room_name: &str,
+        peer_id: &str,
+        version: u32,
+        presented: &str,
+    ) {
         if !self.conns.contains_key(&conn) {
             return;
         }
@@ -662,8 +680,10 @@ impl Hub {
         let Some(peer) = room.peer_mut(peer_id) else {
             return;
         };
-        // Spent: only the new token resumes this peer from now on.
-        peer.tokens = [token, String::new()];
+        // Spent, but a `joined` lost with its socket must not cost the peer its identity: the
+        // token just presented stays good until the first renewal (the next `pong`), and only
+        // against a dead socket (the liveness probe).
+        peer.tokens = [token, presented.to_string()];
         let old = peer.conn.replace(conn);
         peer.gone_since = None;
         let queued: Vec<(Utf8Bytes, Option<ShareGuard>)> = peer.queue.drain(..).collect();
@@ -740,7 +760,7 @@ impl Hub {
                     self.set_member(t.conn, None);
                     self.reject(t.conn, ErrorCode::InvalidResume, why, false);
                 }
-                Verdict::Resume => self.complete_resume(t.conn, &t.room, &t.peer_id, t.version),
+                Verdict::Resume => self.complete_resume(t.conn, &t.room, &t.peer_id, t.version, &t.token),
             }
         }
     }

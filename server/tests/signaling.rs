@@ -598,7 +598,9 @@ async fn after_a_server_restart_peers_resume_with_their_ids() {
         .await;
     assert_eq!(bob2.expect("signal").await["from"], ja["peerId"]);
 
-    // A pre-restart token restores once; a replay is refused.
+    // A pre-restart token restores once; once the restored client has its renewed token (its
+    // first pong), a replay is refused.
+    ping_pong(&mut ann2).await;
     let mut replay = Client::connect(&second, "/signal").await;
     replay.send(resume(&ja["resumeToken"], "mallory")).await;
     replay.expect_error("invalid-resume", false).await;

@@ -149,6 +149,12 @@ impl Negotiation {
         if state == SignalingState::Closed {
             return DescriptionStep::Ignore;
         }
+        // An answer with no offer of ours out is a duplicate or a late one (sent again after a
+        // signaling outage): applying it could only fail.
+        if kind == SdpKind::Answer && (state != SignalingState::HaveLocalOffer || self.setting_remote_answer)
+        {
+            return DescriptionStep::Ignore;
+        }
         let ready_for_offer =
             !self.making_offer && (state == SignalingState::Stable || self.setting_remote_answer);
         let collision = kind == SdpKind::Offer && !ready_for_offer;
@@ -201,6 +207,31 @@ mod tests {
 
     fn pair() -> (Negotiation, Negotiation) {
         (Negotiation::new("a", "b"), Negotiation::new("b", "a"))
+    }
+
+    #[test]
+    fn an_answer_without_an_offer_out_is_ignored() {
+        let (mut a, _) = pair();
+        for state in [Stable, HaveRemoteOffer] {
+            assert_eq!(
+                a.remote_description(SdpKind::Answer, state),
+                DescriptionStep::Ignore
+            );
+        }
+        assert_eq!(
+            a.remote_description(SdpKind::Answer, HaveLocalOffer),
+            DescriptionStep::Apply { answer: false }
+        );
+        // A second answer while the first is being applied (sent again after an outage).
+        assert_eq!(
+            a.remote_description(SdpKind::Answer, HaveLocalOffer),
+            DescriptionStep::Ignore
+        );
+        a.remote_applied(true);
+        assert_eq!(
+            a.remote_description(SdpKind::Answer, HaveLocalOffer),
+            DescriptionStep::Apply { answer: false }
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ impl SessionState {
     }
 }
 
+/// Signals held while out of the room, at most (a call's worth of descriptions and candidates).
+pub const MAX_HELD_SIGNALS: usize = 512;
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig<J> {
     pub room: String,
@@ -66,6 +69,11 @@ pub struct SessionConfig<J> {
     /// After a resume, a peer the server does not list yet may still be reconnecting itself
     /// (e.g. after a server restart): it is kept this long before `peer-left`.
     pub peer_rejoin_grace_ms: f64,
+    /// How long the server keeps our place after the socket drops (its `--resume-grace-ms`).
+    /// Within it, reconnect attempts come at least every fifth of it, whatever the backoff
+    /// says: an outage of a few seconds must not end in a backoff that outlasts the grace and
+    /// costs the peer its identity.
+    pub resume_window_ms: f64,
     pub jitter_seed: u64,
 }
 
@@ -82,6 +90,7 @@ impl<J> SessionConfig<J> {
             connect_timeout_ms: 10_000.0,
             url: String::new(),
             peer_rejoin_grace_ms: 15_000.0,
+            resume_window_ms: 10_000.0,
             jitter_seed: 1,
         }
     }
@@ -147,8 +156,16 @@ pub struct Session<J> {
     peers: LiteMap<String, Option<J>>,
     /// Peers not listed by the server after our resume, and since when (see `peer_rejoin_grace_ms`).
     unconfirmed: LiteMap<String, f64>,
+    /// The current transport has our `joined`: signals can go out.
+    in_room: bool,
+    /// Signals made while out of the room (reconnecting, or before `joined` on a new socket),
+    /// sent in order once resumed. An offer lost with a socket would leave its peer connection
+    /// waiting for an answer for good.
+    held_signals: Vec<(String, J)>,
     /// Failed attempts in the current outage (or before the first join).
     attempts: u32,
+    /// When the current outage began (the socket of a joined session dropped).
+    lost_at: Option<f64>,
     reconnect_at: Option<f64>,
     last_heard: f64,
     last_ping: f64,
@@ -167,7 +184,10 @@ impl<J: Clone> Session<J> {
             resume_token: None,
             peers: LiteMap::new(),
             unconfirmed: LiteMap::new(),
+            in_room: false,
+            held_signals: Vec::new(),
             attempts: 0,
+            lost_at: None,
             reconnect_at: None,
             last_heard: 0.0,
             last_ping: 0.0,
@@ -178,6 +198,11 @@ impl<J: Clone> Session<J> {
 
     pub fn state(&self) -> SessionState {
         self.state
+    }
+
+    /// Whether signals go out now (the current socket has our `joined`).
+    pub fn in_room(&self) -> bool {
+        self.in_room
     }
 
     pub fn local_id(&self) -> Option<&str> {
@@ -242,6 +267,7 @@ impl<J: Clone> Session<J> {
         self.drop_all_peers(LeaveReason::Left);
         if self.transport != Transport::Closed {
             self.transport = Transport::Closed;
+            self.in_room = false;
             self.out.push(SessionAction::CloseTransport);
         }
         self.reconnect_at = None;
@@ -257,6 +283,7 @@ impl<J: Clone> Session<J> {
 
     fn drop_all_peers(&mut self, reason: LeaveReason) {
         self.unconfirmed.clear();
+        self.held_signals.clear();
         for (id, _) in std::mem::take(&mut self.peers) {
             self.out.push(SessionAction::PeerLeft { id, reason });
         }
@@ -303,6 +330,7 @@ impl<J: Clone> Session<J> {
         if self.transport != Transport::Closed {
             self.out.push(SessionAction::CloseTransport);
             self.transport = Transport::Closed;
+            self.in_room = false;
         }
         self.drop_all_peers(LeaveReason::Left);
         self.reconnect_at = None;
@@ -319,6 +347,7 @@ impl<J: Clone> Session<J> {
             return;
         }
         self.transport = Transport::Open;
+        self.in_room = false;
         self.last_heard = now;
         self.last_ping = now;
         self.send_join();
@@ -343,22 +372,29 @@ impl<J: Clone> Session<J> {
         }
     }
 
-    /// Sends `payload` to peer `to`, if the transport is up. If it is down, the peer connection
-    /// will renegotiate (or restart ICE) once signaling is back.
+    /// Sends `payload` to peer `to` now, or, while out of the room, once the session resumes
+    /// (at most [`MAX_HELD_SIGNALS`], the oldest dropped first). False when `to` is unknown.
     pub fn signal(&mut self, to: &str, payload: J) -> bool {
-        if self.transport == Transport::Open && self.peers.contains_key(to) {
+        if !self.peers.contains_key(to) {
+            return false;
+        }
+        if self.in_room {
             self.out.push(SessionAction::Send(ClientMsg::Signal {
                 to: to.to_string(),
                 payload,
             }));
-            true
         } else {
-            false
+            if self.held_signals.len() >= MAX_HELD_SIGNALS {
+                self.held_signals.remove(0);
+            }
+            self.held_signals.push((to.to_string(), payload));
         }
+        true
     }
 
     /// A remote peer said `bye` in-band: it is gone now, before the server's `peer-left`.
     pub fn peer_bye(&mut self, id: &str) {
+        self.held_signals.retain(|(to, _)| to != id);
         if self.peers.remove(id).is_some() {
             self.out.push(SessionAction::PeerLeft {
                 id: id.to_string(),
@@ -382,7 +418,9 @@ impl<J: Clone> Session<J> {
             } => self.joined(peer_id, resume_token, peers, resumed, now),
             ServerMsg::PeerJoined { peer } => {
                 // A peer we still know (it resumed after us) is confirmed, not new.
-                self.unconfirmed.remove(&peer.id);
+                if self.unconfirmed.remove(&peer.id).is_some() {
+                    self.release_held(Some(&peer.id));
+                }
                 if Some(peer.id.as_str()) != self.local_id() && !self.peers.contains_key(&peer.id) {
                     self.peers.insert(peer.id.clone(), peer.metadata.clone());
                     self.out.push(SessionAction::PeerJoined {
@@ -393,6 +431,7 @@ impl<J: Clone> Session<J> {
             }
             ServerMsg::PeerLeft { peer_id, reason } => {
                 self.unconfirmed.remove(&peer_id);
+                self.held_signals.retain(|(to, _)| *to != peer_id);
                 if self.peers.remove(&peer_id).is_some() {
                     self.out.push(SessionAction::PeerLeft { id: peer_id, reason });
                 }
@@ -418,6 +457,12 @@ impl<J: Clone> Session<J> {
                     true,
                 ));
             }
+            // A signal to a peer that had just left (or to one not back since our resume): an
+            // expected race, nothing for the app.
+            ServerMsg::Error {
+                code: ErrorCode::UnknownPeer,
+                ..
+            } => {}
             ServerMsg::Error {
                 code: ErrorCode::InvalidResume,
                 ..
@@ -469,6 +514,7 @@ impl<J: Clone> Session<J> {
         self.local_id = Some(peer_id);
         self.resume_token = Some(resume_token);
         self.attempts = 0;
+        self.lost_at = None;
         let listed: Vec<String> = peers.iter().map(|p| p.id.clone()).collect();
         // Known peers the server does not list: they left while we were away (their queued
         // peer-left follows) or they have not resumed yet (after a server restart). Either way
@@ -494,6 +540,25 @@ impl<J: Clone> Session<J> {
                 });
             }
         }
+        self.in_room = true;
+        self.release_held(None);
+    }
+
+    /// Sends the held signals for `peer` (every confirmed peer when `None`); those for peers
+    /// not back yet (unconfirmed) stay held.
+    fn release_held(&mut self, peer: Option<&str>) {
+        if !self.in_room {
+            return;
+        }
+        for (to, payload) in std::mem::take(&mut self.held_signals) {
+            let due = peer.is_none_or(|p| p == to) && !self.unconfirmed.contains_key(&to);
+            if due && self.peers.contains_key(&to) {
+                self.out
+                    .push(SessionAction::Send(ClientMsg::Signal { to, payload }));
+            } else if self.peers.contains_key(&to) {
+                self.held_signals.push((to, payload));
+            }
+        }
     }
 
     /// The transport closed (or failed to open). `close_code` is the WebSocket close code (1006
@@ -503,6 +568,7 @@ impl<J: Clone> Session<J> {
             return;
         }
         self.transport = Transport::Closed;
+        self.in_room = false;
         let reason_or = |fallback: &str| {
             if reason.is_empty() {
                 fallback.to_string()
@@ -533,6 +599,7 @@ impl<J: Clone> Session<J> {
     /// with backoff, or give up once the attempt budget is spent.
     fn retry_later(&mut self, failure: String, now: f64) {
         self.transport = Transport::Closed;
+        self.in_room = false;
         self.attempts += 1;
         let url = &self.config.url;
         if self.state == SessionState::Connecting && self.local_id.is_none() {
@@ -553,10 +620,17 @@ impl<J: Clone> Session<J> {
             }
             self.go(SessionState::Reconnecting, "signaling-lost");
         }
-        let delay = self
+        let mut delay = self
             .config
             .retry
             .delay_ms(self.attempts - 1, self.jitter.next_unit());
+        if self.local_id.is_some() {
+            let lost_at = *self.lost_at.get_or_insert(now);
+            let window = self.config.resume_window_ms;
+            if now - lost_at < window {
+                delay = delay.min(window / 5.0);
+            }
+        }
         self.reconnect_at = Some(now + delay);
     }
 
@@ -574,6 +648,7 @@ impl<J: Clone> Session<J> {
             .collect();
         for id in expired {
             self.unconfirmed.remove(&id);
+            self.held_signals.retain(|(to, _)| *to != id);
             if self.peers.remove(&id).is_some() {
                 self.out.push(SessionAction::PeerLeft {
                     id,

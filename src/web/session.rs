@@ -463,6 +463,7 @@ impl Inner {
         let payload = SignalPayload::<Js>::Description {
             description: SessionDescription { kind, sdp },
             roles,
+            seq: None,
         };
         self.core.signal(id, Js(signal_payload_value(&payload)));
     }
@@ -476,7 +477,9 @@ impl Inner {
         match payload {
             SignalPayload::Bye => self.core.peer_bye(from),
             SignalPayload::App { data } => self.event(Some(from), "app-signal", object(&[("data", data.0)])),
-            SignalPayload::Description { description, roles } => {
+            SignalPayload::Description {
+                description, roles, ..
+            } => {
                 let Some(peer) = self.peers.get_mut(from) else {
                     return;
                 };

@@ -338,7 +338,7 @@ fn refusals_are_typed_and_final() {
     let mut s = joined_session();
     s.message(
         ServerMsg::Error {
-            code: ErrorCode::UnknownPeer,
+            code: ErrorCode::QueueFull,
             message: "no".into(),
             fatal: false,
         },
@@ -346,6 +346,16 @@ fn refusals_are_typed_and_final() {
     );
     assert!(matches!(&s.drain()[..], [A::Error(e)] if !e.fatal && e.code == code::SERVER));
     assert_eq!(s.state(), Joined);
+    // A signal to a peer that just left is an expected race, not an error for the app.
+    s.message(
+        ServerMsg::Error {
+            code: ErrorCode::UnknownPeer,
+            message: "no peer x in this room".into(),
+            fatal: false,
+        },
+        60.0,
+    );
+    assert_eq!(s.drain(), vec![]);
 }
 
 #[test]
@@ -451,13 +461,61 @@ fn signals_and_metadata_only_go_out_while_connected() {
         ]
     );
     s.transport_closed(1006, "", 0.0);
-    assert!(!s.signal("b", "x".into()));
+    assert!(s.signal("b", "held".into()), "held while out of the room");
     s.tick(10_000.0);
     s.transport_open(10_001.0);
+    assert!(
+        s.signal("b", "held too".into()),
+        "a new socket is not in the room before `joined`"
+    );
     let actions = s.drain();
     assert!(actions
         .iter()
         .any(|a| matches!(a, A::Send(ClientMsg::Join { metadata: Some(m), .. }) if m == "m")));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, A::Send(ClientMsg::Signal { .. }))));
+}
+
+#[test]
+fn signals_made_out_of_the_room_go_out_once_resumed_and_die_with_a_new_identity() {
+    let mut s = joined_session();
+    s.transport_closed(1006, "", 0.0);
+    s.signal("b", "offer".into());
+    s.signal("c", "candidate".into());
+    s.tick(10_000.0);
+    s.transport_open(10_001.0);
+    s.drain();
+    // The server does not list c (it left while we were away, or is not back yet): its signal
+    // waits; c's peer-left drops it.
+    s.message(joined("me", "tok2", &["b"], true), 10_002.0);
+    s.message(
+        ServerMsg::PeerLeft {
+            peer_id: "c".into(),
+            reason: LeaveReason::Left,
+        },
+        10_003.0,
+    );
+    let sent: Vec<_> = s
+        .drain()
+        .into_iter()
+        .filter_map(|a| match a {
+            A::Send(ClientMsg::Signal { to, payload }) => Some((to, payload)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![("b".into(), "offer".into())]);
+    // Held again, then a new identity: the old peers are gone, and so are their signals.
+    s.transport_closed(1006, "", 11_000.0);
+    s.signal("b", "stale".into());
+    s.tick(20_000.0);
+    s.transport_open(20_001.0);
+    s.drain();
+    s.message(joined("new-me", "tok3", &["b"], false), 20_002.0);
+    assert!(!s
+        .drain()
+        .iter()
+        .any(|a| matches!(a, A::Send(ClientMsg::Signal { .. }))));
 }
 
 /// The last two actions of a session that just ended: its error (a `join()` rejection while
@@ -689,4 +747,44 @@ fn join_while_joining_waits_joined_resolves_over_rejects() {
     s.drain();
     s.join(2.0);
     assert!(matches!(&s.drain()[..], [A::JoinRejected(e)] if e.code == code::INVALID_STATE));
+}
+
+#[test]
+fn reconnects_stay_within_reach_of_the_resume_grace() {
+    let mut c = config();
+    c.retry.initial_delay_ms = 500.0;
+    c.retry.max_delay_ms = 30_000.0;
+    c.retry.jitter = 0.0;
+    c.retry.max_attempts = -1;
+    c.resume_window_ms = 10_000.0;
+    let mut s = S::new(c);
+    s.join(0.0);
+    s.transport_open(1.0);
+    s.message(joined("me", "tok", &[], false), 2.0);
+    s.drain();
+    // The outage starts at t=0 (relative): attempts fail one after the other.
+    let mut now = 1000.0;
+    s.transport_closed(1006, "", now);
+    let mut gaps = Vec::new();
+    while now < 9000.0 {
+        let at = s.next_wake().expect("a reconnect is due");
+        gaps.push(at - now);
+        now = at;
+        s.tick(now);
+        s.transport_closed(1006, "", now);
+    }
+    assert!(
+        gaps.iter().all(|g| *g <= 2000.0),
+        "at least every 2 s within the grace: {gaps:?}"
+    );
+    // Past the window the backoff takes over again.
+    let mut late = 0.0;
+    for _ in 0..6 {
+        let at = s.next_wake().expect("a reconnect is due");
+        late = at - now;
+        now = at;
+        s.tick(now);
+        s.transport_closed(1006, "", now);
+    }
+    assert!(late > 2000.0, "{late}");
 }

@@ -1,0 +1,278 @@
+//! What goes into a [`Room`](super::Room) and what comes out: the one way in and the one way
+//! out of the sans-IO room.
+//!
+//! Inputs are app calls, transport and browser events, the results of browser operations the
+//! room asked for, and ticks of its one timer. Outputs are a wake-up time, transport sends,
+//! browser operations (each with an id when its result comes back as an input), stats-trace
+//! socket actions, and typed events for the app. Browser objects never cross this line: peer
+//! connections, streams and tracks are named by ids the executor maps to its JS objects.
+
+use rtcroom_protocol::{ClientMsg, IceCandidate, LeaveReason, ServerMsg, SessionDescription, SignalPayload};
+
+use crate::{
+    error::SdkError,
+    peer::lifecycle::PeerState,
+    room::session::SessionState,
+    stats::{Action as TraceAction, Summary, Value},
+};
+
+/// A peer connection, unique for the life of the room (a peer that leaves and comes back
+/// gets a new one).
+pub type PcId = u32;
+/// A browser operation whose result comes back as [`Input::Done`].
+pub type OpId = u32;
+/// An app request answered by a [`RoomEvent`] carrying the same id (e.g. `peer.stats()`).
+pub type RequestId = u32;
+
+/// Values carried through the room untouched (metadata, app data, signal payloads), and how a
+/// signal payload between two SDKs is read from and written to one. The browser build uses JS
+/// values; native tests use JSON values.
+pub trait Payload: Clone + std::fmt::Debug {
+    fn decode(&self) -> Option<SignalPayload<Self>>;
+    fn encode(payload: SignalPayload<Self>) -> Self;
+}
+
+/// A local stream the app gave to `addStream`: its tracks go to every peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalStream {
+    pub id: String,
+    pub role: String,
+    /// `(track id, kind)`.
+    pub tracks: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input<J> {
+    // ---- the app
+    /// `join()`. `client_info` heads the stats trace's dump (what the page knows of itself).
+    Join {
+        client_info: Value,
+    },
+    /// `leave()`: final stats, bye, every peer connection closed, then the trace flushed.
+    Leave {
+        stop_tracks: bool,
+    },
+    AddStream(LocalStream),
+    RemoveStream {
+        stream: String,
+    },
+    UpdateMetadata(J),
+    RestartIce {
+        peer: String,
+    },
+    /// `peer.stats()`: answered by [`RoomEvent::StatsReply`].
+    PeerStats {
+        peer: String,
+        request: RequestId,
+    },
+    /// A record for the call's trace made outside the room (getUserMedia, track events, custom
+    /// events), for the generation that was current when it happened.
+    TraceRecord {
+        generation: u32,
+        method: String,
+        value: Value,
+        extra: Vec<Value>,
+    },
+    // ---- the signaling transport (events of an older transport are ignored)
+    TransportOpen {
+        transport: u32,
+    },
+    TransportMessage {
+        transport: u32,
+        msg: ServerMsg<J>,
+    },
+    /// A frame that is not a server frame.
+    TransportGarbage {
+        transport: u32,
+    },
+    TransportClosed {
+        transport: u32,
+        code: u16,
+        reason: String,
+    },
+    // ---- the browser
+    Pc {
+        pc: PcId,
+        event: PcEvent,
+    },
+    Done {
+        op: OpId,
+        result: Result<OpOutput, String>,
+    },
+    /// Events of the stats trace's collector sockets.
+    TraceSocket(TraceSocketEvent),
+    // ---- time
+    /// The timer from [`Output::Timeout`] fired (early or late ticks are harmless).
+    Tick,
+}
+
+/// What an `RTCPeerConnection` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PcEvent {
+    NegotiationNeeded,
+    /// A local candidate (`None`: gathering is complete).
+    IceCandidate(Option<IceCandidate>),
+    /// A remote track arrived in stream `stream`.
+    Track {
+        stream: String,
+        track: String,
+        kind: String,
+    },
+    /// A remote stream lost its last track.
+    StreamEmptied {
+        stream: String,
+    },
+    ConnectionState(String),
+    SignalingState(String),
+    IceConnectionState(String),
+    IceGatheringState(String),
+}
+
+/// The result of a browser operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpOutput {
+    Empty,
+    /// `setLocalDescription()` applied this description.
+    LocalDescription(SessionDescription),
+    /// `getStats()`, as a JSON-like value (the report's entries by id).
+    Stats(Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceSocketEvent {
+    Open {
+        socket: u32,
+    },
+    Message {
+        socket: u32,
+        text: String,
+    },
+    /// The socket closed (or failed to open: code 1006).
+    Closed {
+        socket: u32,
+        code: u16,
+        reason: String,
+    },
+    /// The socket's `bufferedAmount` reached zero.
+    Drained {
+        socket: u32,
+    },
+}
+
+/// What the room asks the executor to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<J> {
+    /// Feed [`Input::Tick`] at this time (ms; infinite: no timer). Always the last output of a
+    /// [`Room::poll_output`](super::Room::poll_output) round.
+    Timeout(f64),
+    Transport(TransportOp<J>),
+    Browser {
+        pc: PcId,
+        op: Option<OpId>,
+        call: BrowserCall,
+    },
+    Trace(TraceAction),
+    /// Stop the tracks of these local streams (`leave({ stopTracks: true })`).
+    StopTracks {
+        streams: Vec<String>,
+    },
+    Event(RoomEvent<J>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportOp<J> {
+    /// Open transport `transport` (a new one; any older one is closed first).
+    Open {
+        transport: u32,
+    },
+    Send(ClientMsg<J>),
+    Close,
+}
+
+/// A call on one peer connection. Calls with an op id report back with [`Input::Done`];
+/// calls on one pc run in the order they are given (the browser's operations chain).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BrowserCall {
+    /// Make the `RTCPeerConnection` for `peer` (with the pre-negotiated data channel) and
+    /// listen to it. Its result says whether that worked.
+    Create {
+        peer: String,
+    },
+    Close,
+    /// `setLocalDescription()` without arguments; the result is the applied description.
+    SetLocalDescription,
+    SetRemoteDescription(SessionDescription),
+    AddIceCandidate(Option<IceCandidate>),
+    AddTrack {
+        stream: String,
+        track: String,
+    },
+    /// Remove the sender of `track`.
+    RemoveTrack {
+        track: String,
+    },
+    RestartIce,
+    GetStats,
+}
+
+/// Events for the app, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent<J> {
+    StateChange {
+        from: SessionState,
+        to: SessionState,
+        reason: &'static str,
+    },
+    /// `join()` settles.
+    Joined(Result<(), SdkError>),
+    /// `leave()` finished: peer connections closed, the trace flushed (or given up on).
+    LeaveDone,
+    /// The stats trace of this call is open (or gave up waiting): `generation` names it for
+    /// [`Input::TraceRecord`].
+    TraceStarted {
+        generation: u32,
+    },
+    PeerJoined {
+        peer: String,
+        metadata: Option<J>,
+    },
+    PeerLeft {
+        peer: String,
+        reason: LeaveReason,
+    },
+    PeerState {
+        peer: String,
+        from: PeerState,
+        to: PeerState,
+    },
+    StreamAdded {
+        peer: String,
+        pc: PcId,
+        stream: String,
+        role: String,
+    },
+    StreamRemoved {
+        peer: String,
+        pc: PcId,
+        stream: String,
+        role: String,
+    },
+    MetadataUpdated {
+        peer: String,
+        metadata: J,
+    },
+    AppSignal {
+        peer: String,
+        data: J,
+    },
+    /// A periodic sample (with the `stats` option).
+    Stats {
+        peer: String,
+        summary: Box<Summary>,
+    },
+    StatsReply {
+        request: RequestId,
+        result: Result<Box<Summary>, SdkError>,
+    },
+    Error(SdkError),
+}
