@@ -15,6 +15,7 @@ pub mod peer;
 pub mod room;
 pub mod signaling;
 pub mod stats;
+pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

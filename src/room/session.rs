@@ -18,6 +18,7 @@ use rtcroom_protocol::{
 use crate::{
     error::{code, SdkError},
     signaling::retry::{Jitter, RetryPolicy},
+    text::{cat, int},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +304,7 @@ impl<J: Clone> Session<J> {
             SessionState::Left | SessionState::Failed => {
                 let error = SdkError::new(
                     code::INVALID_STATE,
-                    format!("join() in state {}", self.state.as_str()),
+                    cat(&["join() in state ", self.state.as_str()]),
                     false,
                 );
                 self.out.push(SessionAction::JoinRejected(error));
@@ -453,7 +454,7 @@ impl<J: Clone> Session<J> {
             ServerMsg::RoomFull { room, capacity } => {
                 self.fail(SdkError::new(
                     code::ROOM_FULL,
-                    format!("room {room} is full ({capacity} peers)"),
+                    cat(&["room ", &room, " is full (", &int(capacity.into()), " peers)"]),
                     true,
                 ));
             }
@@ -482,7 +483,7 @@ impl<J: Clone> Session<J> {
                     ErrorCode::UnsupportedVersion => code::PROTOCOL,
                     _ => code::SERVER,
                 };
-                let error = SdkError::new(sdk_code, format!("{}: {message}", error_code.as_str()), fatal);
+                let error = SdkError::new(sdk_code, cat(&[error_code.as_str(), ": ", &message]), fatal);
                 if fatal {
                     self.fail(error);
                 } else {
@@ -579,9 +580,9 @@ impl<J: Clone> Session<J> {
         let (kind, message) = match close::recovery(close_code) {
             Recovery::Reconnect => {
                 let failure = if reason.is_empty() {
-                    format!("close {close_code}")
+                    cat(&["close ", &int(close_code.into())])
                 } else {
-                    format!("close {close_code} {reason}")
+                    cat(&["close ", &int(close_code.into()), " ", reason])
                 };
                 return self.retry_later(failure, now);
             }
@@ -604,18 +605,30 @@ impl<J: Clone> Session<J> {
         let url = &self.config.url;
         if self.state == SessionState::Connecting && self.local_id.is_none() {
             if self.attempts >= self.config.initial_attempts.max(1) {
-                let message = format!(
-                    "signaling unreachable at {url} after {} attempts (last: {failure})",
-                    self.attempts
-                );
+                let attempts = int(self.attempts.into());
+                let message = cat(&[
+                    "signaling unreachable at ",
+                    url,
+                    " after ",
+                    &attempts,
+                    " attempts (last: ",
+                    &failure,
+                    ")",
+                ]);
                 return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
             }
         } else {
             if self.config.retry.exhausted(self.attempts.saturating_sub(1)) {
-                let message = format!(
-                    "signaling at {url} lost; gave up after {} attempts (last: {failure})",
-                    self.attempts - 1
-                );
+                let attempts = int((self.attempts - 1).into());
+                let message = cat(&[
+                    "signaling at ",
+                    url,
+                    " lost; gave up after ",
+                    &attempts,
+                    " attempts (last: ",
+                    &failure,
+                    ")",
+                ]);
                 return self.fail(SdkError::new(code::SIGNALING_UNREACHABLE, message, true));
             }
             self.go(SessionState::Reconnecting, "signaling-lost");
@@ -662,13 +675,13 @@ impl<J: Clone> Session<J> {
                 // Stuck connecting (e.g. a black-holed address): drop this socket, try again.
                 self.out.push(SessionAction::CloseTransport);
                 let ms = self.config.connect_timeout_ms as u64;
-                self.retry_later(format!("not open within {ms} ms"), now);
+                self.retry_later(cat(&["not open within ", &int(ms as i64), " ms"]), now);
             }
             Transport::Open if now - self.last_heard >= self.config.heartbeat_timeout_ms => {
                 // Silent too long: drop this socket and reconnect.
                 self.out.push(SessionAction::CloseTransport);
                 let ms = self.config.heartbeat_timeout_ms as u64;
-                self.retry_later(format!("nothing heard for {ms} ms"), now);
+                self.retry_later(cat(&["nothing heard for ", &int(ms as i64), " ms"]), now);
             }
             Transport::Open if now - self.last_ping >= self.config.heartbeat_interval_ms => {
                 self.last_ping = now;

@@ -51,7 +51,7 @@ impl PollSchedule {
         match (self.state, state) {
             (PollState::Waiting, "connected" | "failed") => {
                 self.state = PollState::Polling(self.after(now));
-                Some(format!("{state}-0"))
+                Some(crate::text::cat(&[state, "-0"]))
             }
             (_, "closed") => {
                 self.state = PollState::Stopped;

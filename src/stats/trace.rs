@@ -288,7 +288,7 @@ impl Trace {
         self.with_generation(
             |g| g.id == generation && g.phase == Phase::Active,
             |g, ctx| {
-                let pc = format!("PC_{}", g.pcs.len());
+                let pc = "PC_".to_string() + &crate::text::int(g.pcs.len() as i64);
                 g.pcs.push(pc.clone());
                 let config = sanitize_configuration(configuration);
                 g.enqueue(now, CREATE, Some(pc.clone()), config, Vec::new(), ctx);

@@ -3,8 +3,6 @@
 //! The wasm build must not pull in serde_json (size), and rtcstats dumps are compared byte for
 //! byte with what rtcstats-js would send, so numbers and strings are written the way JS does.
 
-use std::fmt::Write as _;
-
 /// A JSON value. Objects keep insertion order (like JS objects with string keys).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -229,7 +227,7 @@ pub fn write_number(out: &mut String, n: f64) {
     }
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
         // Integers (most stats values): plain digits, no float formatting.
-        let _ = write!(out, "{}", n as i64);
+        crate::text::push_int(out, n as i64);
         return;
     }
     write_fraction(out, n);
@@ -288,7 +286,7 @@ fn write_fraction(out: &mut String, n: f64) {
         }
         out.push('e');
         out.push(if e < 0 { '-' } else { '+' });
-        let _ = write!(out, "{}", e.abs());
+        crate::text::push_int(out, i64::from(e.abs()));
     }
 }
 
@@ -337,7 +335,10 @@ pub fn write_string(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                out.push_str("\\u00");
+                let hex = b"0123456789abcdef";
+                out.push(char::from(hex[(c as usize) >> 4]));
+                out.push(char::from(hex[(c as usize) & 15]));
             }
             c => out.push(c),
         }

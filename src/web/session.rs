@@ -41,6 +41,7 @@ use crate::{
     },
     room::session::{Session, SessionAction, SessionConfig, SessionState},
     signaling::retry::RetryPolicy,
+    text::cat,
 };
 
 /// `ws(s)://<this page's host>/signal`: the default when the page is served by rtcroom-server.
@@ -48,7 +49,7 @@ fn default_url() -> Option<String> {
     let location = js::get(&js_sys::global(), "location");
     let host = js::get(&location, "host").as_string()?;
     let secure = js::get(&location, "protocol").as_string()? == "https:";
-    Some(format!("{}://{host}/signal", if secure { "wss" } else { "ws" }))
+    Some(cat(&[if secure { "wss://" } else { "ws://" }, &host, "/signal"]))
 }
 
 struct Inner {
@@ -281,7 +282,7 @@ impl Inner {
             }
             Err(err) => self.error(SdkError::new(
                 code::NEGOTIATION,
-                format!("cannot create a peer connection for {id}: {}", describe(&err)),
+                cat(&["cannot create a peer connection for ", &id, ": ", &describe(&err)]),
                 false,
             )),
         }
@@ -441,7 +442,7 @@ impl Inner {
         };
         peer.negotiation.offer_sent();
         if let Some(err) = error {
-            let message = format!("setLocalDescription with {id}: {}", describe(&err));
+            let message = cat(&["setLocalDescription with ", id, ": ", &describe(&err)]);
             return self.error(SdkError::new(code::NEGOTIATION, message, false));
         }
         // Read with Reflect: the pc is the app's too (a closed or wrapped one must not throw here).
@@ -470,7 +471,7 @@ impl Inner {
 
     fn on_signal(&mut self, from: &str, payload: JsValue) {
         let Some(payload) = signal_payload(&payload) else {
-            let message = format!("unreadable signal from {from}");
+            let message = cat(&["unreadable signal from ", from]);
             return self.error(SdkError::new(code::PEER_SIGNAL, message, false));
         };
         let weak = self.weak.clone();
@@ -509,7 +510,8 @@ impl Inner {
                             early = peer.negotiation.remote_applied(result.is_ok());
                         }
                         if let Err(err) = &result {
-                            let message = format!("setRemoteDescription from {peer_id}: {}", describe(err));
+                            let message =
+                                cat(&["setRemoteDescription from ", &peer_id, ": ", &describe(err)]);
                             inner.error(SdkError::new(code::NEGOTIATION, message, false));
                         }
                     });
@@ -553,7 +555,7 @@ impl Inner {
             return;
         };
         if peer.negotiation.candidate_failed() {
-            let message = format!("addIceCandidate from {id}: {}", describe(&err));
+            let message = cat(&["addIceCandidate from ", id, ": ", &describe(&err)]);
             self.error(SdkError::new(code::NEGOTIATION, message, false));
         }
     }
@@ -563,7 +565,7 @@ impl Inner {
             return;
         };
         if let Err(err) = js::restart_ice(&peer.pc) {
-            let message = format!("restartIce with {id}: {}", describe(&err));
+            let message = cat(&["restartIce with ", id, ": ", &describe(&err)]);
             self.error(SdkError::new(code::NEGOTIATION, message, false));
         }
     }
@@ -591,7 +593,7 @@ impl Inner {
         let mut failed = Vec::new();
         for (peer_id, peer) in self.peers.iter_mut() {
             if let Err(err) = peer.remove_stream(&id) {
-                let message = format!("removeTrack for peer {peer_id}: {}", describe(&err));
+                let message = cat(&["removeTrack for peer ", peer_id, ": ", &describe(&err)]);
                 failed.push(SdkError::new(code::MEDIA, message, false));
             }
         }
@@ -602,7 +604,7 @@ impl Inner {
 }
 
 fn add_track_failed(peer_id: &str, err: &JsValue) -> SdkError {
-    let message = format!("addTrack for peer {peer_id}: {}", describe(err));
+    let message = cat(&["addTrack for peer ", peer_id, ": ", &describe(err)]);
     SdkError::new(code::MEDIA, message, false)
 }
 
@@ -655,11 +657,10 @@ impl RoomCore {
                 .to_string(),
         };
         if let Some(token) = raw.token.as_deref() {
-            let separator = if url.contains('?') { '&' } else { '?' };
-            url = format!(
-                "{url}{separator}token={}",
-                String::from(js_sys::encode_uri_component(token))
-            );
+            let separator = if url.bytes().any(|b| b == b'?') { '&' } else { '?' };
+            url.push(separator);
+            url.push_str("token=");
+            url.push_str(&String::from(js_sys::encode_uri_component(token)));
         }
         let metadata = js::get(&config, "metadata");
         if !(metadata.is_undefined() || metadata.is_null() || valid_metadata(&metadata)) {

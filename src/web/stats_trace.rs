@@ -254,7 +254,7 @@ impl Inner {
                     inner.trace.socket_refused(socket, now());
                     let error = SdkError::new(
                         code::UNAUTHORIZED,
-                        format!("the stats collector refused the trace: {reason}"),
+                        crate::text::cat(&["the stats collector refused the trace: ", &reason]),
                         false,
                     );
                     inner.reject_open(generation, &error);
@@ -264,7 +264,7 @@ impl Inner {
                 if let Some((1013, reason)) = close {
                     // A dump ended at the collector's size cap or quota: retried with backoff,
                     // the trace goes on in a new dump.
-                    let message = format!("the stats collector ended the dump: {reason}");
+                    let message = crate::text::cat(&["the stats collector ended the dump: ", &reason]);
                     inner.emit_error(&SdkError::new(code::STATS_REFUSED, message, false));
                 }
                 inner.trace.socket_closed(socket, now());

@@ -49,7 +49,8 @@ impl Socket {
         url: &str,
         on_event: impl Fn(TransportEvent) + Clone + 'static,
     ) -> Result<Socket, String> {
-        let ws = WebSocket::new(url).map_err(|err| format!("cannot open {url}: {err:?}"))?;
+        let ws = WebSocket::new(url)
+            .map_err(|err| crate::text::cat(&["cannot open ", url, ": ", &super::js::describe(&err)]))?;
         let open = {
             let on_event = on_event.clone();
             EventListener::new(&ws, "open", move |_| on_event(TransportEvent::Open))
