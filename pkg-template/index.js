@@ -99,12 +99,6 @@ export function load(wasm) {
   return loading;
 }
 
-/** `promise`, or after `ms` what `late()` returns; the timer is cleared either way. */
-function within(promise, ms, late) {
-  let timer;
-  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(late()), ms); });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 const randomId = () => Math.random().toString(36).slice(2, 12).padEnd(10, '0');
 
@@ -424,6 +418,62 @@ const dumpStream = (stream) => ({
   tracks: stream.getTracks().map(({ id, kind, label, enabled, muted, readyState }) => ({ id, kind, label, enabled, muted, readyState })),
 });
 
+/**
+ * Traces a local stream's tracks into `core`'s current generation (a `StatsTraceCore`, or a
+ * `RoomSession`'s trace): `MediaStreamTrack.stop`, `onended`, `onmute`, `onunmute` (pc null,
+ * value `"kind:trackId"`), `applyConstraints` (value the constraints) and `enabled = x` (value
+ * x; both with extra `["kind:trackId"]`). Returns a function that stops tracing them.
+ */
+function traceTracks(core, stream) {
+  const g = core.generation;
+  if (g == null) return () => {};
+  const undo = [];
+  const rec = (method, track) => core.record(g, method, undefined, trackInfo(track), undefined);
+  for (const track of stream.getTracks()) {
+    const listeners = ['ended', 'mute', 'unmute'].map((type) => {
+      const listener = () => rec(`MediaStreamTrack.on${type}`, track);
+      track.addEventListener(type, listener);
+      return [type, listener];
+    });
+    const stop = track.stop;
+    track.stop = function () { rec('MediaStreamTrack.stop', track); return stop.apply(this, arguments); };
+    // Calls with a value of their own name the track in `extra`.
+    const recValue = (method, value) => core.record(g, method, undefined, value, [trackInfo(track)]);
+    const applyConstraints = track.applyConstraints;
+    track.applyConstraints = function (constraints) {
+      recValue('MediaStreamTrack.applyConstraints', json(constraints) ?? null);
+      return applyConstraints.apply(this, arguments);
+    };
+    // Muting by `track.enabled = false` is the UI's mute button: worth a line in the dump.
+    const enabled = inherited(track, 'enabled');
+    if (enabled?.get && enabled.set) {
+      Object.defineProperty(track, 'enabled', {
+        configurable: true,
+        enumerable: true,
+        get() { return enabled.get.call(this); },
+        set(value) {
+          recValue('MediaStreamTrack.enabled', Boolean(value));
+          enabled.set.call(this, value);
+        },
+      });
+    }
+    undo.push(() => {
+      for (const [type, listener] of listeners) track.removeEventListener(type, listener);
+      delete track.stop;
+      delete track.applyConstraints;
+      delete track.enabled;
+    });
+  }
+  return () => { for (const f of undo.splice(0)) f(); };
+}
+
+/** A recorder for `hookMediaDevices` bound to `core`'s current generation, or null. */
+const mediaSink = (core) => () => {
+  const g = core?.generation;
+  if (g == null) return null;
+  return (method, value, id) => core.record(g, method, undefined, value, id == null ? undefined : [id]);
+};
+
 /** MediaDevices → { sinks, undo }: one set of wrappers per object, however many traces listen. */
 const mediaHooks = new WeakMap();
 let mediaCalls = 0;
@@ -583,49 +633,12 @@ export class StatsTrace extends Emitter {
    * tracing them.
    */
   traceStream(stream) {
-    const undo = [];
+    let untrace = null;
     let cancelled = false;
     this.#run((core) => {
-      const g = core.generation;
-      if (cancelled || g == null) return;
-      const rec = (method, track) => core.record(g, method, undefined, trackInfo(track), undefined);
-      for (const track of stream.getTracks()) {
-        const listeners = ['ended', 'mute', 'unmute'].map((type) => {
-          const listener = () => rec(`MediaStreamTrack.on${type}`, track);
-          track.addEventListener(type, listener);
-          return [type, listener];
-        });
-        const stop = track.stop;
-        track.stop = function () { rec('MediaStreamTrack.stop', track); return stop.apply(this, arguments); };
-        // Calls with a value of their own name the track in `extra`.
-        const recValue = (method, value) => core.record(g, method, undefined, value, [trackInfo(track)]);
-        const applyConstraints = track.applyConstraints;
-        track.applyConstraints = function (constraints) {
-          recValue('MediaStreamTrack.applyConstraints', json(constraints) ?? null);
-          return applyConstraints.apply(this, arguments);
-        };
-        // Muting by `track.enabled = false` is the UI's mute button: worth a line in the dump.
-        const enabled = inherited(track, 'enabled');
-        if (enabled?.get && enabled.set) {
-          Object.defineProperty(track, 'enabled', {
-            configurable: true,
-            enumerable: true,
-            get() { return enabled.get.call(this); },
-            set(value) {
-              recValue('MediaStreamTrack.enabled', Boolean(value));
-              enabled.set.call(this, value);
-            },
-          });
-        }
-        undo.push(() => {
-          for (const [type, listener] of listeners) track.removeEventListener(type, listener);
-          delete track.stop;
-          delete track.applyConstraints;
-          delete track.enabled;
-        });
-      }
+      if (!cancelled) untrace = traceTracks(core, stream);
     });
-    return () => { cancelled = true; for (const f of undo.splice(0)) f(); };
+    return () => { cancelled = true; untrace?.(); };
   }
 
   /**
@@ -639,13 +652,7 @@ export class StatsTrace extends Emitter {
     if (!mediaDevices) return () => {};
     const earlier = this.#media.get(mediaDevices);
     if (earlier) return earlier;
-    const sink = () => {
-      const core = this.#core;
-      const g = core?.generation;
-      if (g == null) return null;
-      return (method, value, id) => core.record(g, method, undefined, value, id == null ? undefined : [id]);
-    };
-    const unhook = hookMediaDevices(mediaDevices, sink);
+    const unhook = hookMediaDevices(mediaDevices, () => mediaSink(this.#core)());
     const untrace = () => {
       if (this.#media.get(mediaDevices) === untrace) this.#media.delete(mediaDevices);
       unhook();
@@ -832,12 +839,10 @@ export class RoomSession extends Emitter {
   #peers = new Map();
   #streams = new Map(); // registered before the core exists
   #state = 'idle';
-  #trace = null;        // StatsTrace of this session (config.stats.url)
-  #traceGeneration = null;
-  #pcPeers = new WeakMap(); // RTCPeerConnection → peer id, for `stats` events
-  #statsTimer = null;   // `stats` events without a collector
-  #traceClosing = null;
+  #traceId = randomId();
+  #trace = null;        // { generation, record }: the call's trace, for tracks and media devices
   #traced = new Map();  // stream → untrace, for the tracks of streams given to addStream
+  #pendingTrace = new Set(); // streams added before the trace started
   #untraceMedia = null; // navigator.mediaDevices tracing (config.stats.mediaDevices)
   #preparing = null;
   #joining = null;      // the pending join(): a second call returns it
@@ -847,7 +852,13 @@ export class RoomSession extends Emitter {
     checkConfig(config);
     this.#config = { ...config };
     if (config.url != null) this.#config.url = wsUrl(config.url);
-    if (config.stats?.url != null) this.#config.stats = { ...config.stats, url: wsUrl(config.stats.url) };
+    const stats = config.stats;
+    if (stats?.url != null) {
+      // The wasm opens the collector socket with the token in its query, as StatsTrace does.
+      let url = wsUrl(stats.url);
+      if (stats.token) url += `${url.includes('?') ? '&' : '?'}rtcstats-token=${encodeURIComponent(stats.token)}`;
+      this.#config.stats = { ...stats, url };
+    }
     if (this.#config.transport === 'broadcast-channel') this.#config.transport = new BroadcastChannelTransport();
   }
 
@@ -905,12 +916,7 @@ export class RoomSession extends Emitter {
       return Promise.reject(invalidArgument('join() takes no arguments: the room is given to new RoomSession({ room })'));
     }
     if (this.#joining) return this.#joining;
-    let state;
-    try {
-      state = this.state;
-    } catch (err) {
-      return Promise.reject(err); // busy: called from inside onPeerConnection
-    }
+    const state = this.state;
     if (state === 'joined' || state === 'reconnecting') return Promise.resolve();
     if (state === 'left' || state === 'failed') return Promise.reject(invalidState(`join() in state ${state}`));
     const joining = this.#join();
@@ -930,27 +936,15 @@ export class RoomSession extends Emitter {
         throw err;
       }
     }
-    return this.#core.join();
+    // With a collector, the wasm opens the call's trace first and signaling after it.
+    return this.#core.join(clientInfo(this.#traceId));
   }
 
-  /** Loads the wasm, opens the stats trace (if configured), then makes the core. */
+  /** Loads the wasm and makes the core. */
   async #prepare() {
     await load();
-    const left = () => invalidState('this session already left');
-    if (this.#state !== 'idle') throw left();
-    await this.#startStats();
-    if (this.#state !== 'idle') {
-      await this.#stopStats();
-      throw left();
-    }
-    const onPeerConnection = (pc, configuration, peerId) => {
-      this.#pcPeers.set(pc, peerId);
-      // The SDK drops its peer before closing the pc, so the close may wait for the final sample.
-      if (this.#trace && this.#traceGeneration != null) this.#trace.trace(pc, configuration, { deferClose: true });
-      this.#config.onPeerConnection?.(pc, configuration, peerId);
-    };
-    const config = { ...this.#config, onPeerConnection };
-    this.#core = new RoomCore(config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
+    if (this.#state !== 'idle') throw invalidState('this session already left');
+    this.#core = new RoomCore(this.#config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
     for (const [stream, role] of this.#streams) {
       this.#core.addStream(stream, role);
       this.#traceStream(stream);
@@ -958,7 +952,11 @@ export class RoomSession extends Emitter {
     this.#streams.clear();
   }
 
-  /** Leaves the room. `{ stopTracks: true }` also stops the tracks given to addStream. */
+  /**
+   * Leaves the room: the final getStats, bye, every peer connection closed, then the trace
+   * flushed (at most `stats.leaveFlushMs`). `{ stopTracks: true }` also stops the tracks given
+   * to addStream.
+   */
   async leave(opts) {
     const { stopTracks = false } = options(opts, 'leave(options)');
     if (typeof stopTracks !== 'boolean') throw invalidArgument(`leave({ stopTracks }): stopTracks must be a boolean, not ${describeValue(stopTracks)}`);
@@ -966,72 +964,40 @@ export class RoomSession extends Emitter {
       this.#state = 'left';
       return;
     }
-    // Order matters for the dump: final getStats, then the peer connections close, then the
-    // trace is flushed and closed.
-    const [trace, generation] = [this.#trace, this.#traceGeneration];
-    if (trace && generation != null && this.#core.state !== 'left') await trace.finalStats(generation);
     await this.#core.leave(stopTracks);
-    // Normally one collector ack (~100 ms). A collector that is down does not hold leave()
-    // for the whole close grace: the trace keeps flushing in the background meanwhile.
-    const flushMs = this.#config.stats?.leaveFlushMs ?? 1000;
-    await within(this.#stopStats(), flushMs, () => undefined);
+    this.#untrace();
   }
 
-  /**
-   * With `config.stats.url`, opens this call's trace before any RTCPeerConnection exists. An
-   * unreachable collector is reported as a non-fatal `error` and does not stop the join (the
-   * trace buffers and retries).
-   */
-  async #startStats() {
-    const stats = this.#config.stats;
-    if (!stats || this.#trace || this.#statsTimer) return;
-    if (!stats.url) {
-      const every = stats.intervalMs ?? 1000;
-      if (every > 0) this.#statsTimer = setInterval(() => this.#pollPeers(), every);
-      return;
-    }
-    this.#trace = new StatsTrace(stats);
-    this.#trace.on('error', (err) => this._emit('error', err));
-    this.#trace.on('stats', ({ peerConnection, summary }) => {
-      const peer = this.#peers.get(this.#pcPeers.get(peerConnection));
-      if (peer) peer._emit('stats', summary);
-    });
-    const opened = this.#trace.connect(stats.url, { token: stats.token });
-    const late = () => Promise.reject(Object.assign(new Error('the stats collector did not answer in time'), { code: 'stats-unavailable', fatal: false }));
-    try {
-      this.#traceGeneration = await within(opened, stats.connectTimeoutMs ?? 5000, late);
-    } catch (err) {
-      this.#traceGeneration = err.generation ?? this.#trace.generation;
-      this._emit('error', err);
-    }
-    if (stats.mediaDevices !== false && this.#traceGeneration != null) this.#untraceMedia = this.#trace.traceMediaDevices();
-  }
-
-  async #pollPeers() {
-    for (const peer of this.#peers.values()) {
-      try {
-        peer._emit('stats', await peer.stats());
-      } catch { /* the peer left meanwhile */ }
+  /** The call's trace is open (config.stats.url): local tracks and media devices go into it. */
+  #traceStarted() {
+    const core = this.#core;
+    this.#trace = {
+      get generation() { return core.traceGeneration; },
+      record: (g, method, pc, value, extra) => core.record(g, method, value, extra),
+    };
+    for (const stream of this.#pendingTrace) this.#traceStream(stream);
+    this.#pendingTrace.clear();
+    if (this.#config.stats?.mediaDevices !== false) {
+      const md = globalThis.navigator?.mediaDevices;
+      if (md) this.#untraceMedia = hookMediaDevices(md, mediaSink(this.#trace));
     }
   }
 
   #traceStream(stream) {
-    if (this.#trace && this.#traceGeneration != null && !this.#traced.has(stream)) {
-      this.#traced.set(stream, this.#trace.traceStream(stream));
+    if (!this.#trace) {
+      this.#pendingTrace.add(stream);
+      return;
     }
+    if (!this.#traced.has(stream)) this.#traced.set(stream, traceTracks(this.#trace, stream));
   }
 
-  /** Stops `stats` events and closes the trace; every call returns the same Promise. */
-  #stopStats() {
+  #untrace() {
     for (const untrace of this.#traced.values()) untrace();
     this.#traced.clear();
+    this.#pendingTrace.clear();
     this.#untraceMedia?.();
     this.#untraceMedia = null;
-    clearInterval(this.#statsTimer);
-    this.#statsTimer = null;
-    const [trace, generation] = [this.#trace, this.#traceGeneration];
-    this.#traceClosing ??= trace && generation != null ? trace.close(generation) : Promise.resolve(null);
-    return this.#traceClosing;
+    this.#trace = null;
   }
 
   #dispatch(peerId, name, detail) {
@@ -1046,8 +1012,10 @@ export class RoomSession extends Emitter {
         this.#peers.delete(peer.id);
         peer._detach();
         this._emit('peer-left', { peer, reason: detail.reason });
+      } else if (name === '_trace') {
+        this.#traceStarted();
       } else {
-        if (name === 'state-change' && (detail.to === 'left' || detail.to === 'failed')) this.#stopStats();
+        if (name === 'state-change' && detail.to === 'failed') this.#untrace();
         this._emit(name, detail);
       }
       return;

@@ -117,10 +117,18 @@ enum StatsFor {
 enum Pending {
     Create,
     SetLocal,
-    SetRemote { answer: bool },
+    SetRemote {
+        answer: bool,
+    },
     AddCandidate,
-    AddTrack,
-    RemoveTrack,
+    /// One track of a stream sent to (taken from) a pc; the calls for one stream share a
+    /// `batch`, whose first failure is reported once.
+    AddTrack {
+        batch: u32,
+    },
+    RemoveTrack {
+        batch: u32,
+    },
     RestartIce,
     Stats(StatsFor),
 }
@@ -186,8 +194,11 @@ enum LeavePhase {
         deadline: f64,
         stop_tracks: bool,
     },
-    /// Bye sent, peer connections closing.
-    Closing,
+    /// Bye sent, peer connections closing; the trace closes at `trace_at` (the next tick:
+    /// records that the tracks' stops make come first).
+    Closing {
+        trace_at: f64,
+    },
     /// The trace delivers what it holds, until `deadline`.
     Flushing {
         deadline: f64,
@@ -222,6 +233,9 @@ pub struct Room<J: Payload> {
     local: Vec<LocalStream>,
     next_pc: PcId,
     next_op: OpId,
+    next_batch: u32,
+    /// Track batches whose failure was reported (one error per stream and peer).
+    failed_batches: Vec<u32>,
     transport: u32,
     join: JoinPhase,
     leave: LeavePhase,
@@ -325,6 +339,8 @@ impl<J: Payload> Room<J> {
             local: Vec::new(),
             next_pc: 1,
             next_op: 1,
+            next_batch: 0,
+            failed_batches: Vec::new(),
             transport: 0,
             join: JoinPhase::Idle,
             leave: LeavePhase::None,
@@ -604,13 +620,17 @@ impl<J: Payload> Room<J> {
 
     /// Final stats are in: bye, close everything, then flush the trace.
     fn finish_leave(&mut self, stop_tracks: bool) {
-        self.leave = LeavePhase::Closing;
+        self.leave = LeavePhase::Closing { trace_at: self.now };
         self.session.leave();
         self.settle_session();
         if stop_tracks && !self.local.is_empty() {
             let streams = self.local.iter().map(|s| s.id.clone()).collect();
             self.out.push_back(Output::StopTracks { streams });
         }
+    }
+
+    /// After the last records of the call: the trace is closed and flushed, then `leave` is done.
+    fn end_trace(&mut self) {
         self.close_trace();
         match self.trace.as_ref() {
             Some(t) if !t.trace.is_idle() => {
@@ -650,6 +670,7 @@ impl<J: Payload> Room<J> {
     }
 
     fn send_stream(&mut self, pc: PcId, stream: &LocalStream) {
+        let batch = self.new_batch();
         for (track, _) in &stream.tracks {
             let Some((_, peer)) = self.peers.iter_mut().find(|(_, p)| p.pc == pc) else {
                 return;
@@ -662,7 +683,7 @@ impl<J: Payload> Room<J> {
                 stream: stream.id.clone(),
                 track: track.clone(),
             };
-            self.call(pc, call, Some(Pending::AddTrack));
+            self.call(pc, call, Some(Pending::AddTrack { batch }));
         }
     }
 
@@ -678,9 +699,19 @@ impl<J: Payload> Room<J> {
                 keep
             });
         }
+        let batch = self.new_batch();
         for (pc, track) in calls {
-            self.call(pc, BrowserCall::RemoveTrack { track }, Some(Pending::RemoveTrack));
+            self.call(
+                pc,
+                BrowserCall::RemoveTrack { track },
+                Some(Pending::RemoveTrack { batch }),
+            );
         }
+    }
+
+    fn new_batch(&mut self) -> u32 {
+        self.next_batch = self.next_batch.wrapping_add(1);
+        self.next_batch
     }
 
     // ---- the session's decisions, carried into the room
@@ -1195,9 +1226,13 @@ impl<J: Payload> Room<J> {
                     self.event(RoomEvent::Error(e));
                 }
             }
-            Pending::AddTrack | Pending::RemoveTrack => {
-                if failure.is_some() {
-                    let what = if pending == Pending::AddTrack {
+            Pending::AddTrack { batch } | Pending::RemoveTrack { batch } => {
+                if failure.is_some() && !self.failed_batches.contains(&batch) {
+                    if self.failed_batches.len() >= 16 {
+                        self.failed_batches.remove(0);
+                    }
+                    self.failed_batches.push(batch);
+                    let what = if matches!(pending, Pending::AddTrack { .. }) {
                         "addTrack for peer "
                     } else {
                         "removeTrack for peer "
@@ -1368,6 +1403,9 @@ impl<J: Payload> Room<J> {
         for pc in overdue {
             self.final_stats_in(pc);
         }
+        if matches!(self.leave, LeavePhase::Closing { trace_at } if now >= trace_at) {
+            self.end_trace();
+        }
         if matches!(self.leave, LeavePhase::Flushing { deadline } if now >= deadline) {
             self.leave = LeavePhase::Done;
             self.event(RoomEvent::LeaveDone);
@@ -1438,9 +1476,9 @@ impl<J: Payload> Room<J> {
             consider(Some(c.deadline));
         }
         match &self.leave {
-            LeavePhase::FinalStats { deadline, .. } | LeavePhase::Flushing { deadline } => {
-                consider(Some(*deadline))
-            }
+            LeavePhase::FinalStats { deadline, .. }
+            | LeavePhase::Flushing { deadline }
+            | LeavePhase::Closing { trace_at: deadline } => consider(Some(*deadline)),
             _ => {}
         }
         if let Some(t) = &self.trace {

@@ -9,8 +9,6 @@ use web_sys::RtcPeerConnection;
 
 use crate::error::{code, SdkError};
 
-pub use super::decode::Js;
-
 #[wasm_bindgen]
 extern "C" {
     /// `RTCPeerConnection`, `MediaStream` and `MediaStreamTrack` methods, all bound with

@@ -30,7 +30,6 @@ pub fn protocol_version() -> u32 {
 
 mod decode;
 mod js;
-mod peer;
-mod session;
+mod room;
 mod stats_trace;
 mod transport;

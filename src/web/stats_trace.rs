@@ -433,6 +433,29 @@ fn num(options: &JsValue, key: &str) -> Option<f64> {
         .filter(|n| n.is_finite() && *n >= 0.0)
 }
 
+/// The trace options of `StatsTrace` and of `RoomSession`'s `config.stats`: the trace's
+/// tunables and the getStats interval.
+pub(super) fn trace_config(options: &JsValue) -> (TraceConfig, f64) {
+    let defaults = TraceConfig::default();
+    let ack_mode = match js::get(options, "ackMode").as_string().as_deref() {
+        Some("required") => AckMode::Required,
+        Some("never") => AckMode::Never,
+        _ => AckMode::Auto,
+    };
+    let config = TraceConfig {
+        max_buffered: num(options, "maxBuffered").map_or(defaults.max_buffered, |n| n.max(1.0) as usize),
+        backoff_initial_ms: num(options, "backoffInitialMs").unwrap_or(defaults.backoff_initial_ms),
+        backoff_max_ms: num(options, "backoffMaxMs").unwrap_or(defaults.backoff_max_ms),
+        close_grace_ms: num(options, "closeGraceMs").unwrap_or(defaults.close_grace_ms),
+        ack_mode,
+        // At least room for a marker: a smaller limit would refuse every record.
+        max_record_bytes: num(options, "maxRecordBytes")
+            .map_or(defaults.max_record_bytes, |n| n.max(1024.0) as usize),
+    };
+    let interval_ms = num(options, "intervalMs").unwrap_or(crate::stats::poll::DEFAULT_INTERVAL_MS);
+    (config, interval_ms)
+}
+
 /// The wasm half of `StatsTrace`. Use the `StatsTrace` class from the package entry.
 #[wasm_bindgen]
 pub struct StatsTraceCore {
@@ -447,23 +470,7 @@ impl StatsTraceCore {
     /// `emit(name, detail)` receives `stats` and `error` events.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue, emit: Function) -> StatsTraceCore {
-        let defaults = TraceConfig::default();
-        let ack_mode = match js::get(&options, "ackMode").as_string().as_deref() {
-            Some("required") => AckMode::Required,
-            Some("never") => AckMode::Never,
-            _ => AckMode::Auto,
-        };
-        let config = TraceConfig {
-            max_buffered: num(&options, "maxBuffered").map_or(defaults.max_buffered, |n| n.max(1.0) as usize),
-            backoff_initial_ms: num(&options, "backoffInitialMs").unwrap_or(defaults.backoff_initial_ms),
-            backoff_max_ms: num(&options, "backoffMaxMs").unwrap_or(defaults.backoff_max_ms),
-            close_grace_ms: num(&options, "closeGraceMs").unwrap_or(defaults.close_grace_ms),
-            ack_mode,
-            // At least room for a marker: a smaller limit would refuse every record.
-            max_record_bytes: num(&options, "maxRecordBytes")
-                .map_or(defaults.max_record_bytes, |n| n.max(1024.0) as usize),
-        };
-        let interval_ms = num(&options, "intervalMs").unwrap_or(crate::stats::poll::DEFAULT_INTERVAL_MS);
+        let (config, interval_ms) = trace_config(&options);
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 trace: Trace::new(config),

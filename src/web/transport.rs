@@ -145,12 +145,28 @@ impl Socket {
         })
     }
 
+    /// What sends on this socket, to be used with nothing borrowed: a custom transport's
+    /// `send` is app code (and may answer at once).
+    pub fn sender(&self) -> Sender {
+        match self {
+            Socket::WebSocket { ws, .. } => Sender::WebSocket(ws.clone()),
+            Socket::Custom { target, .. } => Sender::Custom(target.clone()),
+        }
+    }
+}
+
+pub enum Sender {
+    WebSocket(WebSocket),
+    Custom(JsValue),
+}
+
+impl Sender {
     pub fn send(&self, text: &str) {
         match self {
-            Socket::WebSocket { ws, .. } => {
+            Sender::WebSocket(ws) => {
                 let _ = ws.send_with_str(text);
             }
-            Socket::Custom { target, .. } => {
+            Sender::Custom(target) => {
                 let _ = call_method(target, "send", Some(&JsValue::from_str(text)));
             }
         }

@@ -1,0 +1,1183 @@
+//! `RoomCore`, the wasm half of the JS `RoomSession`: the executor of the sans-IO [`Room`].
+//!
+//! It makes no decision. Browser and transport callbacks only turn what happened into an
+//! [`Input`] and queue it; one loop feeds the queue to the room and carries out what the room
+//! answers ([`Output`]): web-sys calls, the signaling and trace sockets, one timer. Nothing that
+//! arrives while the room is busy is dropped: it waits in the queue. No app code or JS that can
+//! throw runs while the state is borrowed: borrows are short and end before any call into JS
+//! that could reach app code (a custom transport, the `onPeerConnection` hook, a pc method a
+//! tracer wrapped, a track's `stop`), and events and Promise settlements are delivered after
+//! the loop, in order, with nothing borrowed. App calls and getters made from inside any of
+//! those simply queue input or read the state.
+//!
+//! Every closure lives beside the object it listens to (a pc, a socket, the page) and is
+//! dropped with it.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    rc::{Rc, Weak},
+};
+
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Promise};
+use litemap::LiteMap;
+use rtcroom_protocol::{js::ToJs, valid_room_name, IceCandidate, SdpKind, SessionDescription, SignalPayload};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    CloseEvent, MediaStream, MessageEvent, RtcConfiguration, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcTrackEvent, WebSocket,
+};
+
+use super::{
+    decode::{
+        client_msg_json, ice_candidate, raw_config, server_msg_from_json, signal_payload,
+        signal_payload_value, Js,
+    },
+    js::{self, describe, error_value, invalid, now, object, stats_value},
+    stats_trace::{get_stats, summary_value, trace_config},
+    transport::{Socket, TransportEvent},
+};
+use crate::{
+    error::{code, SdkError},
+    peer::lifecycle::IcePolicy,
+    room::{
+        session::SessionState, BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent,
+        PcId, RequestId, Room, RoomConfig, RoomEvent, StatsOptions, TraceSocketEvent, TransportOp,
+        DATA_CHANNEL,
+    },
+    signaling::retry::RetryPolicy,
+    stats::Action as TraceAction,
+};
+
+/// Signal payloads between SDKs are JS values, read and written by the generated codec.
+impl Payload for Js {
+    fn decode(&self) -> Option<SignalPayload<Js>> {
+        signal_payload(&self.0)
+    }
+
+    fn encode(payload: SignalPayload<Js>) -> Js {
+        Js(signal_payload_value(&payload))
+    }
+}
+
+/// The WebSocket subprotocol of rtcstats clients.
+const TRACE_SUBPROTOCOL: &str = "rtcstats#5.0";
+/// How often trace sockets with unsent data are checked for a drained buffer.
+const DRAIN_CHECK_MS: u32 = 250;
+
+/// One peer connection and what belongs to it in the browser.
+struct PcShell {
+    pc: RtcPeerConnection,
+    /// Local track id → its `RTCRtpSender`.
+    senders: Vec<(String, JsValue)>,
+    /// Remote streams by id, as their `track` events brought them.
+    remote: Vec<(String, MediaStream)>,
+    _channel: Option<JsValue>,
+    listeners: Vec<EventListener>,
+}
+
+impl Drop for PcShell {
+    fn drop(&mut self) {
+        self.listeners.clear();
+        js::close(&self.pc);
+    }
+}
+
+struct TraceSocket {
+    id: u32,
+    ws: WebSocket,
+    _listeners: [EventListener; 3],
+}
+
+impl Drop for TraceSocket {
+    fn drop(&mut self) {
+        let _ = self.ws.close_with_code(1000);
+    }
+}
+
+/// What the executor holds besides the room.
+struct State {
+    room: Room<Js>,
+    emit: Function,
+    url: String,
+    /// An app-supplied transport object, used instead of a WebSocket to `url`.
+    custom_transport: Option<JsValue>,
+    rtc_config: RtcConfiguration,
+    /// Called with `(pc, configuration, peerId)` right after each RTCPeerConnection is made.
+    on_peer_connection: Option<Function>,
+    socket: Option<Socket>,
+    pcs: LiteMap<PcId, PcShell>,
+    /// The streams given to `addStream`, by id.
+    streams: Vec<MediaStream>,
+    trace_url: Option<String>,
+    trace_sockets: Vec<TraceSocket>,
+    drain_timer: Option<Timeout>,
+    timer: Option<(f64, Timeout)>,
+    join_waiters: Vec<(Function, Function)>,
+    leave_waiters: Vec<Function>,
+    requests: Vec<(RequestId, Function, Function)>,
+    next_request: RequestId,
+    /// `pagehide` and `beforeunload`: leave when the page goes away (Firefox closes the page's
+    /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others).
+    page_exit: Vec<EventListener>,
+}
+
+/// The executor: the room's state, the input queue, and the app calls to make after the loop.
+struct Shared {
+    state: RefCell<State>,
+    queue: RefCell<VecDeque<Input<Js>>>,
+    running: Cell<bool>,
+    app: RefCell<VecDeque<(Function, [JsValue; 3])>>,
+    delivering: Cell<bool>,
+}
+
+type Handle = Weak<Shared>;
+
+/// Queues an input and runs the loop unless it is running already (then the loop takes it).
+fn feed(weak: &Handle, input: Input<Js>) {
+    if let Some(shared) = weak.upgrade() {
+        shared.queue.borrow_mut().push_back(input);
+        run(&shared);
+    }
+}
+
+fn run(shared: &Rc<Shared>) {
+    if shared.running.replace(true) {
+        return;
+    }
+    loop {
+        let next = shared.queue.borrow_mut().pop_front();
+        if let Some(input) = next {
+            match shared.state.try_borrow_mut() {
+                Ok(mut st) => st.room.handle(input, now()),
+                Err(_) => {
+                    // Cannot happen (no borrow outlives a step); keep the input rather than lose it.
+                    shared.queue.borrow_mut().push_front(input);
+                    break;
+                }
+            }
+        }
+        perform_all(shared);
+        if shared.queue.borrow().is_empty() {
+            break;
+        }
+    }
+    shared.running.set(false);
+    deliver(shared);
+}
+
+/// Calls the app (events, Promise settlements) in order, with nothing borrowed. A call that
+/// feeds input runs the loop again; what it produces is delivered here, after what was queued.
+fn deliver(shared: &Rc<Shared>) {
+    if shared.delivering.replace(true) {
+        return;
+    }
+    loop {
+        let next = shared.app.borrow_mut().pop_front();
+        let Some((f, [a, b, c])) = next else { break };
+        let _ = f.call3(&JsValue::NULL, &a, &b, &c);
+    }
+    shared.delivering.set(false);
+}
+
+fn app_call(shared: &Shared, f: &Function, args: [JsValue; 3]) {
+    shared.app.borrow_mut().push_back((f.clone(), args));
+}
+
+fn emit(shared: &Shared, peer: Option<&str>, name: &str, detail: JsValue) {
+    let f = shared.state.borrow().emit.clone();
+    let peer = peer.map_or(JsValue::NULL, JsValue::from_str);
+    app_call(shared, &f, [peer, name.into(), detail]);
+}
+
+fn perform_all(shared: &Rc<Shared>) {
+    loop {
+        let out = shared.state.borrow_mut().room.poll_output();
+        match out {
+            Output::Timeout(at) => return set_timer(shared, at),
+            Output::Transport(op) => transport(shared, op),
+            Output::Browser { pc, op, call } => browser(shared, pc, op, call),
+            Output::Trace(action) => trace(shared, action),
+            Output::StopTracks { streams } => {
+                let tracks: Vec<JsValue> = {
+                    let st = shared.state.borrow();
+                    st.streams
+                        .iter()
+                        .filter(|s| streams.contains(&js::id(s)))
+                        .flat_map(|s| js::tracks(s).iter().collect::<Vec<_>>())
+                        .collect()
+                };
+                for track in tracks {
+                    js::stop_track(&track); // a tracer may record it: it queues input
+                }
+            }
+            Output::Event(event) => room_event(shared, event),
+        }
+    }
+}
+
+fn set_timer(shared: &Rc<Shared>, at: f64) {
+    let mut st = shared.state.borrow_mut();
+    if !at.is_finite() {
+        st.timer = None;
+        return;
+    }
+    if st.timer.as_ref().is_some_and(|(t, _)| *t == at) {
+        return;
+    }
+    let weak = Rc::downgrade(shared);
+    // Rounded up: a tick before `at` would find nothing due and ask for the same `at` again.
+    let delay = (at - now()).ceil().clamp(0.0, 3_600_000.0) as u32;
+    let tick = move || {
+        if let Some(shared) = weak.upgrade() {
+            // This timer is spent: whatever the tick asks for gets a new one. (Dropping a
+            // closure while it runs is safe: wasm-bindgen frees it when the call returns.)
+            let spent = shared.state.borrow_mut().timer.take();
+            drop(spent);
+            feed(&weak, Input::Tick);
+        }
+    };
+    st.timer = Some((at, Timeout::new(delay, tick)));
+}
+
+// ---- signaling
+
+fn transport(shared: &Rc<Shared>, op: TransportOp<Js>) {
+    match op {
+        TransportOp::Open { transport } => {
+            let old = shared.state.borrow_mut().socket.take();
+            drop(old); // closes it (a custom transport's close() is app code: nothing borrowed)
+            let (url, custom) = {
+                let st = shared.state.borrow();
+                (st.url.clone(), st.custom_transport.clone())
+            };
+            let weak = Rc::downgrade(shared);
+            let on_event = move |event| {
+                let input = match event {
+                    TransportEvent::Open => Input::TransportOpen { transport },
+                    TransportEvent::Message(text) => match server_msg_from_json(&text) {
+                        Some(msg) => Input::TransportMessage { transport, msg },
+                        None => Input::TransportGarbage { transport },
+                    },
+                    TransportEvent::Closed { code, reason } => Input::TransportClosed {
+                        transport,
+                        code,
+                        reason,
+                    },
+                };
+                feed(&weak, input);
+            };
+            let opened = match &custom {
+                Some(target) => Socket::custom(target, on_event),
+                None => Socket::websocket(&url, on_event),
+            };
+            match opened {
+                Ok(socket) => shared.state.borrow_mut().socket = Some(socket),
+                Err(reason) => shared.queue.borrow_mut().push_back(Input::TransportClosed {
+                    transport,
+                    code: 1006,
+                    reason,
+                }),
+            }
+        }
+        TransportOp::Send(msg) => {
+            // Encoding may call an app object's toJSON: nothing borrowed.
+            let Some(text) = client_msg_json(&msg) else {
+                return;
+            };
+            let sender = shared.state.borrow().socket.as_ref().map(Socket::sender);
+            if let Some(sender) = sender {
+                sender.send(&text);
+            }
+        }
+        TransportOp::Close => {
+            let old = shared.state.borrow_mut().socket.take();
+            drop(old);
+        }
+    }
+}
+
+// ---- the browser
+
+fn done(shared: &Rc<Shared>, op: Option<OpId>, result: Result<OpOutput, String>) {
+    if let Some(op) = op {
+        shared.queue.borrow_mut().push_back(Input::Done { op, result });
+    }
+}
+
+fn pc_of(shared: &Shared, pc: PcId) -> Option<RtcPeerConnection> {
+    shared.state.borrow().pcs.get(&pc).map(|p| p.pc.clone())
+}
+
+/// Awaits a browser Promise in the background and feeds its outcome back.
+fn later(
+    shared: &Rc<Shared>,
+    op: Option<OpId>,
+    promise: Promise,
+    read: impl FnOnce(JsValue) -> OpOutput + 'static,
+) {
+    let weak = Rc::downgrade(shared);
+    spawn_local(async move {
+        let result = match JsFuture::from(promise).await {
+            Ok(value) => Ok(read(value)),
+            Err(err) => Err(describe(&err)),
+        };
+        if let Some(op) = op {
+            feed(&weak, Input::Done { op, result });
+        }
+    });
+}
+
+fn sdp_kind(kind: &str) -> Option<SdpKind> {
+    Some(match kind {
+        "offer" => SdpKind::Offer,
+        "answer" => SdpKind::Answer,
+        "pranswer" => SdpKind::Pranswer,
+        "rollback" => SdpKind::Rollback,
+        _ => return None,
+    })
+}
+
+fn browser(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, call: BrowserCall) {
+    if let BrowserCall::Create { peer } = call {
+        return create_pc(shared, id, op, &peer);
+    }
+    if let BrowserCall::Close = call {
+        let closing = shared.state.borrow_mut().pcs.remove(&id);
+        drop(closing); // pc.close() (perhaps wrapped by a tracer): nothing borrowed
+        return;
+    }
+    let Some(pc) = pc_of(shared, id) else {
+        return done(shared, op, Err("the peer connection is closed".into()));
+    };
+    match call {
+        BrowserCall::Create { .. } | BrowserCall::Close => {}
+        BrowserCall::SetLocalDescription => {
+            let reader = pc.clone();
+            later(shared, op, js::set_local_description_implicit(&pc), move |_| {
+                let local = js::get(&reader, "localDescription");
+                match js::get(&local, "type").as_string().as_deref().and_then(sdp_kind) {
+                    Some(kind) => OpOutput::LocalDescription(SessionDescription {
+                        kind,
+                        sdp: js::get(&local, "sdp").as_string().unwrap_or_default(),
+                    }),
+                    None => OpOutput::Empty,
+                }
+            });
+        }
+        BrowserCall::SetRemoteDescription(description) => {
+            later(
+                shared,
+                op,
+                js::set_remote_description(&pc, &description.to_js()),
+                |_| OpOutput::Empty,
+            );
+        }
+        BrowserCall::AddIceCandidate(candidate) => {
+            let init = candidate.as_ref().map_or(JsValue::NULL, IceCandidate::to_js);
+            later(shared, op, js::add_ice_candidate(&pc, &init), |_| OpOutput::Empty);
+        }
+        BrowserCall::AddTrack { stream, track } => {
+            let found = {
+                let st = shared.state.borrow();
+                st.streams.iter().find(|s| js::id(s) == stream).and_then(|s| {
+                    let t = js::tracks(s).iter().find(|t| js::id(t) == track)?;
+                    Some((JsValue::from(Clone::clone(s)), t))
+                })
+            };
+            let Some((stream, track_value)) = found else {
+                return done(shared, op, Err("the track is gone".into()));
+            };
+            match js::add_track(&pc, &track_value, &stream) {
+                Ok(sender) => {
+                    if let Some(shell) = shared.state.borrow_mut().pcs.get_mut(&id) {
+                        shell.senders.push((track, sender));
+                    }
+                    done(shared, op, Ok(OpOutput::Empty));
+                }
+                Err(err) => done(shared, op, Err(describe(&err))),
+            }
+        }
+        BrowserCall::RemoveTrack { track } => {
+            let sender = shared.state.borrow_mut().pcs.get_mut(&id).and_then(|shell| {
+                let index = shell.senders.iter().position(|(t, _)| *t == track)?;
+                Some(shell.senders.remove(index).1)
+            });
+            let result = match sender {
+                Some(sender) => js::remove_track(&pc, &sender).map_err(|e| describe(&e)),
+                None => Ok(()),
+            };
+            done(shared, op, result.map(|()| OpOutput::Empty));
+        }
+        BrowserCall::RestartIce => {
+            let result = js::restart_ice(&pc).map_err(|e| describe(&e));
+            done(shared, op, result.map(|()| OpOutput::Empty));
+        }
+        BrowserCall::GetStats => {
+            let weak = Rc::downgrade(shared);
+            let promise = js::get_stats(&pc);
+            spawn_local(async move {
+                let result = match get_stats(promise).await {
+                    Ok(stats) => Ok(OpOutput::Stats(stats)),
+                    Err(err) => Err(describe(&err)),
+                };
+                if let Some(op) = op {
+                    feed(&weak, Input::Done { op, result });
+                }
+            });
+        }
+    }
+}
+
+fn create_pc(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, peer: &str) {
+    let (config, hook) = {
+        let st = shared.state.borrow();
+        (st.rtc_config.clone(), st.on_peer_connection.clone())
+    };
+    let pc = match RtcPeerConnection::new_with_configuration(&config) {
+        Ok(pc) => pc,
+        Err(err) => return done(shared, op, Err(describe(&err))),
+    };
+    if let Some(hook) = hook {
+        // Before our listeners, tracks and data channel: a tracer sees everything. App code,
+        // nothing borrowed: it may call back into the session.
+        let _ = hook.call3(&JsValue::NULL, &pc, &config, &JsValue::from_str(peer));
+    }
+    let weak = Rc::downgrade(shared);
+    let on = move |event: PcEvent| feed(&weak, Input::Pc { pc: id, event });
+    let listen =
+        |name: &'static str, f: Box<dyn Fn(&web_sys::Event)>| EventListener::new(&pc, name, move |e| f(e));
+    let state_of = |property: &'static str, make: fn(String) -> PcEvent| {
+        let (on, reader) = (on.clone(), pc.clone());
+        Box::new(move |_: &web_sys::Event| {
+            on(make(js::get(&reader, property).as_string().unwrap_or_default()));
+        }) as Box<dyn Fn(&web_sys::Event)>
+    };
+    let mut listeners = vec![
+        listen("negotiationneeded", {
+            let on = on.clone();
+            Box::new(move |_| on(PcEvent::NegotiationNeeded))
+        }),
+        listen("icecandidate", {
+            let on = on.clone();
+            Box::new(move |e| {
+                if let Some(event) = e.dyn_ref::<RtcPeerConnectionIceEvent>() {
+                    let candidate = event.candidate().and_then(|c| ice_candidate(c.to_json().into()));
+                    on(PcEvent::IceCandidate(candidate));
+                }
+            })
+        }),
+        listen(
+            "connectionstatechange",
+            state_of("connectionState", PcEvent::ConnectionState),
+        ),
+        listen(
+            "signalingstatechange",
+            state_of("signalingState", PcEvent::SignalingState),
+        ),
+        listen(
+            "iceconnectionstatechange",
+            state_of("iceConnectionState", PcEvent::IceConnectionState),
+        ),
+        listen(
+            "icegatheringstatechange",
+            state_of("iceGatheringState", PcEvent::IceGatheringState),
+        ),
+    ];
+    listeners.push(remote_tracks(shared, id, &pc));
+    // The pre-negotiated channel on both sides: the first offer always has an m=application
+    // section (data works without renegotiation) and no `datachannel` event is needed.
+    let (label, channel_id) = DATA_CHANNEL;
+    let init = object(&[("negotiated", true.into()), ("id", channel_id.into())]);
+    let channel = js::create_data_channel(&pc, label, &init).ok();
+    shared.state.borrow_mut().pcs.insert(
+        id,
+        PcShell {
+            pc,
+            senders: Vec::new(),
+            remote: Vec::new(),
+            _channel: channel,
+            listeners,
+        },
+    );
+    done(shared, op, Ok(OpOutput::Empty));
+}
+
+/// `track` events: the stream is kept (the app gets it with `stream-added`) and watched for
+/// losing its last track.
+fn remote_tracks(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection) -> EventListener {
+    let weak = Rc::downgrade(shared);
+    EventListener::new(pc, "track", move |e| {
+        let Some(event) = e.dyn_ref::<RtcTrackEvent>() else {
+            return;
+        };
+        let Ok(stream) = event.streams().get(0).dyn_into::<MediaStream>() else {
+            return;
+        };
+        let Some(shared) = weak.upgrade() else { return };
+        let stream_id = js::id(&stream);
+        let track = event.track();
+        {
+            let mut st = shared.state.borrow_mut();
+            let Some(shell) = st.pcs.get_mut(&id) else {
+                return;
+            };
+            if !shell.remote.iter().any(|(s, _)| *s == stream_id) {
+                let watch = weak.clone();
+                let (watched, sid) = (Clone::clone(&stream), stream_id.clone());
+                shell
+                    .listeners
+                    .push(EventListener::new(&stream, "removetrack", move |_| {
+                        if js::tracks(&watched).length() == 0 {
+                            let event = PcEvent::StreamEmptied { stream: sid.clone() };
+                            feed(&watch, Input::Pc { pc: id, event });
+                        }
+                    }));
+                // `Clone::clone`: MediaStream's own `.clone()` is the JS method that copies it.
+                shell.remote.push((stream_id.clone(), Clone::clone(&stream)));
+            }
+        }
+        let event = PcEvent::Track {
+            stream: stream_id,
+            track: js::id(&track),
+            kind: js::get(&track, "kind").as_string().unwrap_or_default(),
+        };
+        feed(&weak, Input::Pc { pc: id, event });
+    })
+}
+
+// ---- the stats trace's collector sockets
+
+fn trace(shared: &Rc<Shared>, action: TraceAction) {
+    match action {
+        TraceAction::Open { socket, .. } => {
+            let url = shared.state.borrow().trace_url.clone().unwrap_or_default();
+            let ws = match WebSocket::new_with_str(&url, TRACE_SUBPROTOCOL) {
+                Ok(ws) => ws,
+                Err(_) => {
+                    let event = TraceSocketEvent::Closed {
+                        socket,
+                        code: 1006,
+                        reason: "not a ws:// or wss:// URL".into(),
+                    };
+                    return shared.queue.borrow_mut().push_back(Input::TraceSocket(event));
+                }
+            };
+            let listen = |name: &'static str, make: fn(u32, &web_sys::Event) -> Option<TraceSocketEvent>| {
+                let weak = Rc::downgrade(shared);
+                EventListener::new(&ws, name, move |e| {
+                    if let Some(event) = make(socket, e) {
+                        feed(&weak, Input::TraceSocket(event));
+                    }
+                })
+            };
+            let listeners = [
+                listen("open", |socket, _| Some(TraceSocketEvent::Open { socket })),
+                listen("message", |socket, e| {
+                    let text = e.dyn_ref::<MessageEvent>()?.data().as_string()?;
+                    Some(TraceSocketEvent::Message { socket, text })
+                }),
+                listen("close", |socket, e| {
+                    let (code, reason) = e
+                        .dyn_ref::<CloseEvent>()
+                        .map_or((1006, String::new()), |c| (c.code(), c.reason()));
+                    Some(TraceSocketEvent::Closed { socket, code, reason })
+                }),
+            ];
+            shared.state.borrow_mut().trace_sockets.push(TraceSocket {
+                id: socket,
+                ws,
+                _listeners: listeners,
+            });
+        }
+        TraceAction::Send { socket, text } => {
+            let ws = shared
+                .state
+                .borrow()
+                .trace_sockets
+                .iter()
+                .find(|s| s.id == socket)
+                .map(|s| s.ws.clone());
+            if let Some(ws) = ws {
+                let _ = ws.send_with_str(&text);
+                arm_drain_check(shared);
+            }
+        }
+        TraceAction::Close { socket } => {
+            let closing = {
+                let mut st = shared.state.borrow_mut();
+                let index = st.trace_sockets.iter().position(|s| s.id == socket);
+                index.map(|i| st.trace_sockets.remove(i))
+            };
+            drop(closing);
+        }
+        // The room keeps these itself.
+        TraceAction::Timer { .. } | TraceAction::Error { .. } => {}
+    }
+}
+
+/// Reports each trace socket whose buffer drained (delivery for collectors that do not ack).
+fn arm_drain_check(shared: &Rc<Shared>) {
+    let mut st = shared.state.borrow_mut();
+    if st.drain_timer.is_some() {
+        return;
+    }
+    let weak = Rc::downgrade(shared);
+    st.drain_timer = Some(Timeout::new(DRAIN_CHECK_MS, move || {
+        let Some(shared) = weak.upgrade() else { return };
+        let (drained, pending) = {
+            let mut st = shared.state.borrow_mut();
+            st.drain_timer = None;
+            let (drained, pending): (Vec<_>, Vec<_>) =
+                st.trace_sockets.iter().partition(|s| s.ws.buffered_amount() == 0);
+            (
+                drained.iter().map(|s| s.id).collect::<Vec<_>>(),
+                !pending.is_empty(),
+            )
+        };
+        if pending {
+            arm_drain_check(&shared);
+        }
+        for socket in drained {
+            feed(&weak, Input::TraceSocket(TraceSocketEvent::Drained { socket }));
+        }
+    }));
+}
+
+// ---- events for the app
+
+fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
+    match event {
+        RoomEvent::StateChange { from, to, reason } => {
+            let detail = object(&[
+                ("from", from.as_str().into()),
+                ("to", to.as_str().into()),
+                ("reason", reason.into()),
+            ]);
+            emit(shared, None, "state-change", detail);
+            if matches!(to, SessionState::Left | SessionState::Failed) {
+                let exits = std::mem::take(&mut shared.state.borrow_mut().page_exit);
+                drop(exits);
+            }
+        }
+        RoomEvent::Joined(result) => {
+            let waiters = std::mem::take(&mut shared.state.borrow_mut().join_waiters);
+            for (resolve, reject) in waiters {
+                match &result {
+                    Ok(()) => app_call(
+                        shared,
+                        &resolve,
+                        [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
+                    ),
+                    Err(e) => app_call(
+                        shared,
+                        &reject,
+                        [error_value(e), JsValue::UNDEFINED, JsValue::UNDEFINED],
+                    ),
+                }
+            }
+        }
+        RoomEvent::LeaveDone => {
+            let waiters = std::mem::take(&mut shared.state.borrow_mut().leave_waiters);
+            for resolve in waiters {
+                app_call(
+                    shared,
+                    &resolve,
+                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
+                );
+            }
+        }
+        RoomEvent::TraceStarted { generation } => {
+            emit(
+                shared,
+                None,
+                "_trace",
+                object(&[("generation", generation.into())]),
+            );
+        }
+        RoomEvent::PeerJoined { peer, metadata } => {
+            let metadata = metadata.map_or(JsValue::NULL, |m| m.0);
+            emit(
+                shared,
+                None,
+                "peer-joined",
+                object(&[("peerId", peer.as_str().into()), ("metadata", metadata)]),
+            );
+        }
+        RoomEvent::PeerLeft { peer, reason } => {
+            let reason = match reason {
+                rtcroom_protocol::LeaveReason::Left => "left",
+                rtcroom_protocol::LeaveReason::Timeout => "timeout",
+                rtcroom_protocol::LeaveReason::Kicked => "kicked",
+            };
+            emit(
+                shared,
+                Some(&peer),
+                "peer-left",
+                object(&[("reason", reason.into())]),
+            );
+            let detail = object(&[("peerId", peer.as_str().into()), ("reason", reason.into())]);
+            emit(shared, None, "peer-left", detail);
+        }
+        RoomEvent::PeerState { peer, from, to } => {
+            let detail = object(&[("from", from.as_str().into()), ("to", to.as_str().into())]);
+            emit(shared, Some(&peer), "state-change", detail);
+        }
+        RoomEvent::StreamAdded {
+            peer,
+            pc,
+            stream,
+            role,
+        } => stream_event(shared, &peer, pc, &stream, &role, "stream-added"),
+        RoomEvent::StreamRemoved {
+            peer,
+            pc,
+            stream,
+            role,
+        } => stream_event(shared, &peer, pc, &stream, &role, "stream-removed"),
+        RoomEvent::MetadataUpdated { peer, metadata } => {
+            emit(
+                shared,
+                Some(&peer),
+                "metadata-updated",
+                object(&[("metadata", metadata.0)]),
+            );
+        }
+        RoomEvent::AppSignal { peer, data } => {
+            emit(shared, Some(&peer), "app-signal", object(&[("data", data.0)]));
+        }
+        RoomEvent::Stats { peer, summary } => emit(shared, Some(&peer), "stats", summary_value(&summary)),
+        RoomEvent::StatsReply { request, result } => {
+            let waiter = {
+                let mut st = shared.state.borrow_mut();
+                let index = st.requests.iter().position(|(r, _, _)| *r == request);
+                index.map(|i| st.requests.remove(i))
+            };
+            if let Some((_, resolve, reject)) = waiter {
+                match result {
+                    Ok(summary) => app_call(
+                        shared,
+                        &resolve,
+                        [summary_value(&summary), JsValue::UNDEFINED, JsValue::UNDEFINED],
+                    ),
+                    Err(e) => app_call(
+                        shared,
+                        &reject,
+                        [error_value(&e), JsValue::UNDEFINED, JsValue::UNDEFINED],
+                    ),
+                }
+            }
+        }
+        RoomEvent::Error(error) => emit(shared, None, "error", error_value(&error)),
+    }
+}
+
+fn stream_event(shared: &Rc<Shared>, peer: &str, pc: PcId, stream: &str, role: &str, name: &str) {
+    let media = shared.state.borrow().pcs.get(&pc).and_then(|shell| {
+        shell
+            .remote
+            .iter()
+            .find(|(s, _)| s == stream)
+            .map(|(_, m)| Clone::clone(m))
+    });
+    if let Some(media) = media {
+        let detail = object(&[("stream", media.into()), ("role", role.into())]);
+        emit(shared, Some(peer), name, detail);
+    }
+}
+
+// ---- the app's side
+
+/// `ws(s)://<this page's host>/signal`: the default when the page is served by rtcroom-server.
+fn default_url() -> Option<String> {
+    let location = js::get(&js_sys::global(), "location");
+    let host = js::get(&location, "host").as_string()?;
+    let secure = js::get(&location, "protocol").as_string()? == "https:";
+    Some(format!("{}://{host}/signal", if secure { "wss" } else { "ws" }))
+}
+
+/// `metadata` (config or update): a JSON object, as it goes over the wire.
+fn valid_metadata(metadata: &JsValue) -> bool {
+    metadata.is_object()
+        && !Array::is_array(metadata)
+        && !metadata.is_function()
+        && js_sys::JSON::stringify(metadata).is_ok()
+}
+
+/// A `MediaStream` argument, checked (wasm-bindgen does not check imported types).
+fn media_stream(stream: JsValue, message: &'static str) -> Result<MediaStream, JsValue> {
+    stream.dyn_into::<MediaStream>().map_err(|_| invalid(message))
+}
+
+fn busy() -> ! {
+    let message = "the session is busy: call it again from a later task";
+    wasm_bindgen::throw_val(error_value(&SdkError::new(code::INVALID_STATE, message, false)))
+}
+
+/// A pending Promise and its settle functions.
+fn promise() -> (Promise, Function, Function) {
+    let mut settle = None;
+    let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+    let (resolve, reject) = settle.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
+    (promise, resolve, reject)
+}
+
+/// The wasm half of `RoomSession`. Use the `RoomSession` class from the package entry; it adds
+/// `on()` and `RemotePeer` objects on top.
+#[wasm_bindgen]
+pub struct RoomCore {
+    shared: Rc<Shared>,
+}
+
+#[wasm_bindgen]
+impl RoomCore {
+    /// `emit(peerIdOrNull, eventName, detail)` receives every event.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue, emit: Function) -> Result<RoomCore, JsValue> {
+        let raw = raw_config(&config).map_err(invalid)?;
+        if !valid_room_name(&raw.room) {
+            return Err(invalid(
+                "room names are 1-64 characters of [A-Za-z0-9_.-], not only dots",
+            ));
+        }
+        let transport = js::get(&config, "transport");
+        let custom_transport = match transport {
+            t if t.is_undefined() || t.is_null() => None,
+            t if js::get(&t, "send").is_function() => Some(t),
+            _ => {
+                return Err(invalid(
+                    "config.transport must be an object with a send(text) method",
+                ))
+            }
+        };
+        let mut url = match raw.url.or_else(default_url) {
+            Some(url) => url,
+            None if custom_transport.is_some() => String::new(),
+            None => return Err(invalid("config.url (or config.transport) is required here")),
+        };
+        // For messages: the URL without its query (tokens go there), or what carries signaling.
+        let endpoint = match custom_transport {
+            Some(_) => "config.transport".to_string(),
+            // A byte search: `split_once` links the pattern searcher (~300 B of wasm).
+            None => url
+                .get(..url.bytes().position(|b| b == b'?').unwrap_or(url.len()))
+                .unwrap_or_default()
+                .to_string(),
+        };
+        if let Some(token) = raw.token.as_deref() {
+            let separator = if url.bytes().any(|b| b == b'?') { '&' } else { '?' };
+            url = format!(
+                "{url}{separator}token={}",
+                String::from(js_sys::encode_uri_component(token))
+            );
+        }
+        let metadata = js::get(&config, "metadata");
+        if !(metadata.is_undefined() || metadata.is_null() || valid_metadata(&metadata)) {
+            return Err(invalid("config.metadata must be a JSON object"));
+        }
+        let mut room = RoomConfig::new(raw.room);
+        let session = &mut room.session;
+        let defaults = RetryPolicy::default();
+        session.url = endpoint;
+        session.metadata = metadata.is_object().then_some(Js(metadata));
+        session.capacity = raw.capacity;
+        session.retry = RetryPolicy {
+            initial_delay_ms: raw.retry.initial_delay_ms.unwrap_or(defaults.initial_delay_ms),
+            max_delay_ms: raw.retry.max_delay_ms.unwrap_or(defaults.max_delay_ms),
+            factor: raw.retry.factor.unwrap_or(defaults.factor),
+            jitter: raw.retry.jitter.unwrap_or(defaults.jitter),
+            max_attempts: raw.retry.max_attempts.unwrap_or(defaults.max_attempts),
+        };
+        if let Some(ms) = raw.heartbeat_interval_ms {
+            session.heartbeat_interval_ms = ms.max(100.0);
+        }
+        if let Some(ms) = raw.heartbeat_timeout_ms {
+            session.heartbeat_timeout_ms = ms.max(300.0);
+        }
+        if let Some(ms) = raw.connect_timeout_ms {
+            session.connect_timeout_ms = ms.max(100.0);
+        }
+        if let Some(n) = raw.join_attempts {
+            session.initial_attempts = n.max(1);
+        }
+        session.jitter_seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
+        let ice = IcePolicy::default();
+        room.ice = IcePolicy {
+            max_restarts: raw.ice.max_restarts.unwrap_or(ice.max_restarts),
+            disconnected_grace_ms: raw.ice.disconnected_grace_ms.unwrap_or(ice.disconnected_grace_ms),
+            restart_timeout_ms: raw.ice.restart_timeout_ms.unwrap_or(ice.restart_timeout_ms),
+        };
+        let rtc_config = RtcConfiguration::new();
+        let ice_servers = js::get(&config, "iceServers");
+        if Array::is_array(&ice_servers) {
+            rtc_config.set_ice_servers(&ice_servers);
+        } else if !(ice_servers.is_undefined() || ice_servers.is_null()) {
+            return Err(invalid("config.iceServers must be an array"));
+        }
+        room.rtc_configuration = stats_value(&rtc_config);
+        let stats = js::get(&config, "stats");
+        let trace_url = js::get(&stats, "url").as_string();
+        if stats.is_object() {
+            let (trace, interval_ms) = trace_config(&stats);
+            let num = |key: &str, default: f64| {
+                js::get(&stats, key)
+                    .as_f64()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .unwrap_or(default)
+            };
+            room.stats = Some(StatsOptions {
+                collector: trace_url.is_some(),
+                interval_ms,
+                trace,
+                connect_timeout_ms: num("connectTimeoutMs", 5000.0),
+                leave_flush_ms: num("leaveFlushMs", 1000.0),
+            });
+        }
+        let on_peer_connection = match js::get(&config, "onPeerConnection") {
+            f if f.is_undefined() || f.is_null() => None,
+            f => Some(
+                f.dyn_into::<Function>()
+                    .map_err(|_| invalid("config.onPeerConnection must be a function"))?,
+            ),
+        };
+        let state = State {
+            room: Room::new(room),
+            emit,
+            url,
+            custom_transport,
+            rtc_config,
+            on_peer_connection,
+            socket: None,
+            pcs: LiteMap::new(),
+            streams: Vec::new(),
+            trace_url,
+            trace_sockets: Vec::new(),
+            drain_timer: None,
+            timer: None,
+            join_waiters: Vec::new(),
+            leave_waiters: Vec::new(),
+            requests: Vec::new(),
+            next_request: 1,
+            page_exit: Vec::new(),
+        };
+        Ok(RoomCore {
+            shared: Rc::new(Shared {
+                state: RefCell::new(state),
+                queue: RefCell::new(VecDeque::new()),
+                running: Cell::new(false),
+                app: RefCell::new(VecDeque::new()),
+                delivering: Cell::new(false),
+            }),
+        })
+    }
+
+    fn weak(&self) -> Handle {
+        Rc::downgrade(&self.shared)
+    }
+
+    /// Reads the state; from inside a step of the loop (never, by construction) it throws
+    /// `invalid-state` rather than panicking.
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        match self.shared.state.try_borrow() {
+            Ok(st) => f(&st),
+            Err(_) => busy(),
+        }
+    }
+
+    /// Resolves once joined; rejects with `{code, message, fatal}`. `clientInfo` heads the
+    /// call's stats dump.
+    pub fn join(&self, client_info: JsValue) -> Promise {
+        let (promise, resolve, reject) = promise();
+        if let Ok(mut st) = self.shared.state.try_borrow_mut() {
+            st.join_waiters.push((resolve, reject));
+            if st.page_exit.is_empty() && st.room.state() == SessionState::Idle {
+                if let Some(window) = web_sys::window() {
+                    for name in ["pagehide", "beforeunload"] {
+                        let weak = self.weak();
+                        let leave =
+                            move |_: &web_sys::Event| feed(&weak, Input::Leave { stop_tracks: false });
+                        st.page_exit.push(EventListener::new(&window, name, leave));
+                    }
+                }
+            }
+        }
+        feed(
+            &self.weak(),
+            Input::Join {
+                client_info: stats_value(&client_info),
+            },
+        );
+        promise
+    }
+
+    /// Leaves: final stats, bye to every peer, every peer connection closed, the socket, timers
+    /// and listeners gone, the trace flushed. With `stopTracks`, also stops the tracks of the
+    /// streams given to `addStream`. Resolves when all that is done.
+    pub fn leave(&self, stop_tracks: Option<bool>) -> Promise {
+        let (promise, resolve, _) = promise();
+        if let Ok(mut st) = self.shared.state.try_borrow_mut() {
+            st.leave_waiters.push(resolve);
+        }
+        feed(
+            &self.weak(),
+            Input::Leave {
+                stop_tracks: stop_tracks == Some(true),
+            },
+        );
+        promise
+    }
+
+    /// Sends `stream` to every peer, now and later; `role` labels it on the other side.
+    #[wasm_bindgen(js_name = addStream)]
+    pub fn add_stream(&self, stream: JsValue, role: JsValue) -> Result<(), JsValue> {
+        let stream = media_stream(stream, "addStream(stream): stream must be a MediaStream")?;
+        let role = role
+            .as_string()
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| invalid("addStream(stream, { role }): role must be a non-empty string"))?;
+        let id = js::id(&stream);
+        let tracks = js::tracks(&stream)
+            .iter()
+            .map(|t| (js::id(&t), js::get(&t, "kind").as_string().unwrap_or_default()))
+            .collect();
+        if let Ok(mut st) = self.shared.state.try_borrow_mut() {
+            if !st.streams.iter().any(|s| js::id(s) == id) {
+                st.streams.push(stream);
+            }
+        }
+        feed(&self.weak(), Input::AddStream(LocalStream { id, role, tracks }));
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = removeStream)]
+    pub fn remove_stream(&self, stream: JsValue) -> Result<(), JsValue> {
+        let stream = media_stream(stream, "removeStream(stream): stream must be a MediaStream")?;
+        let id = js::id(&stream);
+        feed(&self.weak(), Input::RemoveStream { stream: id.clone() });
+        if let Ok(mut st) = self.shared.state.try_borrow_mut() {
+            st.streams.retain(|s| js::id(s) != id);
+        }
+        Ok(())
+    }
+
+    /// Replaces this peer's metadata (a JSON object); the others get `metadata-updated`.
+    #[wasm_bindgen(js_name = updateMetadata)]
+    pub fn update_metadata(&self, metadata: JsValue) -> Result<(), JsValue> {
+        if !valid_metadata(&metadata) {
+            return Err(invalid(
+                "updateMetadata(metadata): metadata must be a JSON object",
+            ));
+        }
+        feed(&self.weak(), Input::UpdateMetadata(Js(metadata)));
+        Ok(())
+    }
+
+    /// Restarts ICE with one peer now (recovery does this by itself; for apps and tests).
+    #[wasm_bindgen(js_name = restartIce)]
+    pub fn restart_ice(&self, id: &str) {
+        feed(&self.weak(), Input::RestartIce { peer: id.to_string() });
+    }
+
+    /// What a UI shows about the connection with one peer: candidate types, RTT, bitrates, loss,
+    /// jitter and frame rates, from this getStats sample and the previous one.
+    #[wasm_bindgen(js_name = peerStats)]
+    pub fn peer_stats(&self, id: &str) -> Promise {
+        let (promise, resolve, reject) = promise();
+        let request = match self.shared.state.try_borrow_mut() {
+            Ok(mut st) => {
+                let request = st.next_request;
+                st.next_request = st.next_request.wrapping_add(1);
+                st.requests.push((request, resolve, reject));
+                request
+            }
+            Err(_) => busy(),
+        };
+        feed(
+            &self.weak(),
+            Input::PeerStats {
+                peer: id.to_string(),
+                request,
+            },
+        );
+        promise
+    }
+
+    /// A record for this call's trace (getUserMedia, track events, …) in `generation`: dropped
+    /// unless that generation is still the call's current one.
+    pub fn record(&self, generation: u32, method: String, value: JsValue, extra: JsValue) {
+        let extra = if Array::is_array(&extra) {
+            Array::from(&extra).iter().map(|v| stats_value(&v)).collect()
+        } else {
+            Vec::new()
+        };
+        let input = Input::TraceRecord {
+            generation,
+            method,
+            value: stats_value(&value),
+            extra,
+        };
+        feed(&self.weak(), input);
+    }
+
+    /// The generation of this call's trace while it accepts records.
+    #[wasm_bindgen(getter, js_name = traceGeneration)]
+    pub fn trace_generation(&self) -> Option<u32> {
+        self.read(|st| st.room.trace_generation())
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.read(|st| st.room.state().as_str().to_string())
+    }
+
+    #[wasm_bindgen(getter, js_name = localPeerId)]
+    pub fn local_peer_id(&self) -> Option<String> {
+        self.read(|st| st.room.local_id().map(String::from))
+    }
+
+    #[wasm_bindgen(js_name = peerIds)]
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.read(|st| st.room.peer_ids().map(String::from).collect())
+    }
+
+    #[wasm_bindgen(js_name = peerConnection)]
+    pub fn peer_connection(&self, id: &str) -> Option<RtcPeerConnection> {
+        self.read(|st| {
+            st.room
+                .peer_pc(id)
+                .and_then(|pc| st.pcs.get(&pc))
+                .map(|p| p.pc.clone())
+        })
+    }
+
+    #[wasm_bindgen(js_name = peerState)]
+    pub fn peer_state(&self, id: &str) -> Option<String> {
+        self.read(|st| st.room.peer_state(id).map(|s| s.as_str().to_string()))
+    }
+
+    #[wasm_bindgen(js_name = peerMetadata)]
+    pub fn peer_metadata(&self, id: &str) -> JsValue {
+        self.read(|st| st.room.peer_metadata(id).map_or(JsValue::NULL, |m| m.0.clone()))
+    }
+
+    /// `[{stream, role}]` received from a peer.
+    #[wasm_bindgen(js_name = peerStreams)]
+    pub fn peer_streams(&self, id: &str) -> Array {
+        self.read(|st| {
+            let list = Array::new();
+            let shell = st.room.peer_pc(id).and_then(|pc| st.pcs.get(&pc));
+            for (stream, role) in st.room.peer_streams(id) {
+                let media = shell
+                    .and_then(|s| s.remote.iter().find(|(r, _)| r == stream))
+                    .map(|(_, m)| Clone::clone(m));
+                if let Some(media) = media {
+                    list.push(&object(&[("stream", media.into()), ("role", role.into())]));
+                }
+            }
+            list
+        })
+    }
+}
