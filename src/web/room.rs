@@ -796,7 +796,11 @@ fn default_url() -> Option<String> {
     let location = js::get(&js_sys::global(), "location");
     let host = js::get(&location, "host").as_string()?;
     let secure = js::get(&location, "protocol").as_string()? == "https:";
-    Some(format!("{}://{host}/signal", if secure { "wss" } else { "ws" }))
+    Some(crate::text::cat(&[
+        if secure { "wss://" } else { "ws://" },
+        &host,
+        "/signal",
+    ]))
 }
 
 /// `metadata` (config or update): a JSON object, as it goes over the wire.
@@ -868,11 +872,9 @@ impl RoomCore {
                 .to_string(),
         };
         if let Some(token) = raw.token.as_deref() {
-            let separator = if url.bytes().any(|b| b == b'?') { '&' } else { '?' };
-            url = format!(
-                "{url}{separator}token={}",
-                String::from(js_sys::encode_uri_component(token))
-            );
+            url.push(if url.bytes().any(|b| b == b'?') { '&' } else { '?' });
+            url.push_str("token=");
+            url.push_str(&String::from(js_sys::encode_uri_component(token)));
         }
         let metadata = js::get(&config, "metadata");
         if !(metadata.is_undefined() || metadata.is_null() || valid_metadata(&metadata)) {
