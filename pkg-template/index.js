@@ -1,7 +1,7 @@
 // rtcroom: the package entry. The wasm half (RoomCore) does signaling, negotiation and recovery;
 // this file adds the JS-shaped API on top: events with on() → unsubscribe, RemotePeer objects,
 // arguments checked at the edge, and lazy loading of the wasm on first join().
-import init, { RoomCore, StatsTraceCore } from './rtcroom.js';
+import init, { RoomCore } from './rtcroom.js';
 
 // Written in by the build (./run build) from Cargo.toml's version and protocol/src/lib.rs's
 // PROTOCOL_VERSION, so feature detection works before (and without) the wasm.
@@ -338,8 +338,7 @@ function clientInfo(traceId) {
  * Returns a function that removes all of it; `close()` does that by itself.
  */
 function instrument(core, generation, pc, configuration, deferClose) {
-  const id = core.attach(generation, pc, json(configuration ?? pc.getConfiguration()) ?? null);
-  if (id === undefined) return () => {};
+  const id = core.traceAttach(generation, pc, json(configuration ?? pc.getConfiguration()) ?? null);
   const rec = (method, value) => core.record(generation, method, id, value === undefined ? null : value, undefined);
   const wrapped = [];
   const wrap = (target, name, make) => {
@@ -393,7 +392,7 @@ function instrument(core, generation, pc, configuration, deferClose) {
   };
   wrap(pc, 'close', (original) => function () {
     if (done) return original.apply(this, arguments);
-    const recorded = core.pcClosing(generation, id); // the final getStats starts first
+    const recorded = core.traceClosing(id); // the final getStats starts first
     untrace();
     if (!deferClose) return original.apply(this, arguments);
     // The owner does not need the close at once: close after the final sample (<= ~1 s).
@@ -419,7 +418,7 @@ const dumpStream = (stream) => ({
 });
 
 /**
- * Traces a local stream's tracks into `core`'s current generation (a `StatsTraceCore`, or a
+ * Traces a local stream's tracks into `core`'s current generation (a `StatsTrace`'s core, or a
  * `RoomSession`'s trace): `MediaStreamTrack.stop`, `onended`, `onmute`, `onunmute` (pc null,
  * value `"kind:trackId"`), `applyConstraints` (value the constraints) and `enabled = x` (value
  * x; both with extra `["kind:trackId"]`). Returns a function that stops tracing them.
@@ -568,10 +567,10 @@ export class StatsTrace extends Emitter {
   connect(url, { token } = {}) {
     let target = String(url);
     if (token) target += `${target.includes('?') ? '&' : '?'}rtcstats-token=${encodeURIComponent(token)}`;
+    if (wsUrl(target) === null) return Promise.reject(invalidArgument(`connect(url): url must be a ws(s):// or http(s):// URL, or a path on this page's server, not ${describeValue(url)}`));
+    target = wsUrl(target);
     return new Promise((resolve, reject) => {
-      this.#run((core) => {
-        const generation = core.connect(target, clientInfo(this.#id), resolve, (err) => reject(Object.assign(err, { generation })));
-      }, reject);
+      this.#run((core) => core.traceConnect(target, clientInfo(this.#id)).then(resolve, reject), reject);
     });
   }
 
@@ -586,7 +585,7 @@ export class StatsTrace extends Emitter {
       this.#run((core) => {
         const g = generation ?? core.generation;
         if (g == null) return resolve(null);
-        core.close(g).then(resolve, reject);
+        core.traceClose(g).then(resolve, reject);
       }, reject);
     });
   }
@@ -597,7 +596,7 @@ export class StatsTrace extends Emitter {
       this.#run((core) => {
         const g = generation ?? core.generation;
         if (g == null) return resolve();
-        core.finalStats(g).then(resolve, resolve);
+        core.traceFinal(g).then(resolve, resolve);
       }, resolve);
     });
   }
@@ -672,11 +671,12 @@ export class StatsTrace extends Emitter {
 
   /** Runs `f` with the wasm core, in call order (the first call loads the SDK's wasm). */
   #run(f, fail = () => {}) {
-    if (!this.#core && loaded) this.#core = new StatsTraceCore(this.#options, (name, detail) => this._emit(name, detail));
+    const make = () => RoomCore.tracer(this.#options, (_, name, detail) => this._emit(name, detail));
+    if (!this.#core && loaded) this.#core = make();
     if (this.#core) return f(this.#core);
     this.#queue.push([f, fail]);
     this.#loading ??= load().then(() => {
-      this.#core = new StatsTraceCore(this.#options, (name, detail) => this._emit(name, detail));
+      this.#core = make();
       for (const [g] of this.#queue.splice(0)) g(this.#core);
     }, (err) => {
       this.#loading = null;
@@ -970,11 +970,7 @@ export class RoomSession extends Emitter {
 
   /** The call's trace is open (config.stats.url): local tracks and media devices go into it. */
   #traceStarted() {
-    const core = this.#core;
-    this.#trace = {
-      get generation() { return core.traceGeneration; },
-      record: (g, method, pc, value, extra) => core.record(g, method, value, extra),
-    };
+    this.#trace = this.#core;
     for (const stream of this.#pendingTrace) this.#traceStream(stream);
     this.#pendingTrace.clear();
     if (this.#config.stats?.mediaDevices !== false) {

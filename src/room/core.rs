@@ -27,8 +27,8 @@ use rtcroom_protocol::{
 
 use super::{
     io::{
-        BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId, RequestId,
-        RoomEvent, TraceSocketEvent, TransportOp,
+        BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId, RoomEvent,
+        TraceSocketEvent, TransportOp,
     },
     session::{Session, SessionAction, SessionConfig, SessionState},
 };
@@ -39,16 +39,16 @@ use crate::{
         negotiation::{CandidateStep, DescriptionStep, Negotiation, SignalingState},
     },
     stats::{
-        methods::{CLOSE, GET_STATS},
-        summarize, Action as TraceAction, PollSchedule, Trace, TraceConfig, Value,
+        tracer::{Tracer, TracerOut, Why},
+        TraceConfig, Value,
     },
 };
 
 /// Stats of a call: periodic getStats for `stats` events, and with a collector, the trace.
 #[derive(Debug, Clone)]
 pub struct StatsOptions {
-    /// A collector is configured: the call is traced (the executor knows its URL).
-    pub collector: bool,
+    /// The collector's URL: the call is traced there.
+    pub collector: Option<String>,
     /// getStats period once connected (ms); 0: only the first and the final sample.
     pub interval_ms: f64,
     pub trace: TraceConfig,
@@ -61,7 +61,7 @@ pub struct StatsOptions {
 impl Default for StatsOptions {
     fn default() -> Self {
         StatsOptions {
-            collector: false,
+            collector: None,
             interval_ms: crate::stats::poll::DEFAULT_INTERVAL_MS,
             trace: TraceConfig::default(),
             connect_timeout_ms: 5000.0,
@@ -96,21 +96,6 @@ pub const DATA_CHANNEL: (&str, u16) = ("rtcroom", 0);
 /// Descriptions kept per peer for a resync: an outage may swallow an answer and the offer that
 /// followed it, and a collision one more.
 const HISTORY: usize = 4;
-/// How long a final getStats may take before its peer connection is closed anyway (Firefox
-/// never settles a getStats started just before a close).
-const FINAL_STATS_MS: f64 = 1000.0;
-
-/// Why a getStats was taken.
-#[derive(Debug, Clone, PartialEq)]
-enum StatsFor {
-    /// The schedule (`reason`: the trace's extra, e.g. "connected-0").
-    Poll {
-        reason: Option<String>,
-    },
-    /// Right before the pc closes.
-    Final,
-    Request(RequestId),
-}
 
 /// What an operation in flight was for.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +115,7 @@ enum Pending {
         batch: u32,
     },
     RestartIce,
-    Stats(StatsFor),
+    Stats(Why),
 }
 
 /// One remote peer.
@@ -148,8 +133,6 @@ struct Peer {
     remote_streams: LiteMap<String, String>,
     /// Local tracks sent on this pc: (track id, stream id).
     tracks: Vec<(String, String)>,
-    poll: Option<PollSchedule>,
-    last_stats: Option<Value>,
     /// What this side sent of the exchange lately: its last few descriptions (with their
     /// numbers) and the candidates of its current ICE generation. Sent again, in order, after
     /// a resume: a socket that died may have taken any of them along (an offer or answer lost
@@ -164,13 +147,6 @@ struct Peer {
     /// seen already (sent again after an outage) is dropped, or it would be taken for a new one.
     sent_seq: u32,
     seen_seq: u32,
-}
-
-/// A peer connection whose peer is gone, waiting for its final getStats before closing.
-#[derive(Debug)]
-struct Closing {
-    pc: PcId,
-    deadline: f64,
 }
 
 /// Where `join` is.
@@ -188,10 +164,8 @@ enum JoinPhase {
 #[derive(Debug, Clone, PartialEq)]
 enum LeavePhase {
     None,
-    /// Final getStats of these pcs, until `deadline`.
+    /// Final getStats of the call's pcs (the tracer bounds the wait).
     FinalStats {
-        waiting: Vec<PcId>,
-        deadline: f64,
         stop_tracks: bool,
     },
     /// Bye sent, peer connections closing; the trace closes at `trace_at` (the next tick:
@@ -206,27 +180,20 @@ enum LeavePhase {
     Done,
 }
 
-/// The call's trace: the sans-IO trace, this call's generation, and what the room knows of it.
-#[derive(Debug)]
-struct CallTrace {
-    trace: Trace,
-    generation: Option<u32>,
-    /// The socket of this call's generation (for `join`'s wait).
-    socket: Option<u32>,
-    /// Trace ids ("PC_0", …) of the traced peer connections.
-    pcs: LiteMap<PcId, String>,
-    /// Wake-ups the trace asked for, per generation.
-    timers: LiteMap<u32, f64>,
-}
-
 pub struct Room<J: Payload> {
     session: Session<J>,
     ice: IcePolicy,
     stats: Option<StatsOptions>,
     rtc_configuration: Value,
-    trace: Option<CallTrace>,
+    /// The trace and the getStats of every pc (the room's, and an app's with `StatsTrace`).
+    tracer: Tracer,
+    /// The generation of this call's trace (`join` starts it).
+    call_trace: Option<u32>,
+    /// Collector URLs of live generations.
+    trace_urls: Vec<(u32, String)>,
     peers: LiteMap<String, Peer>,
-    closing: Vec<Closing>,
+    /// pcs whose peer is gone, waiting for their final getStats before closing.
+    closing: Vec<PcId>,
     /// pc → the peer id it belongs to (also for closing pcs).
     pc_owner: LiteMap<PcId, String>,
     ops: LiteMap<OpId, (PcId, Pending)>,
@@ -319,19 +286,18 @@ fn track_info(kind: &str, track: &str, stream: Option<&str>) -> Value {
 
 impl<J: Payload> Room<J> {
     pub fn new(config: RoomConfig<J>) -> Room<J> {
-        let trace = config.stats.as_ref().filter(|s| s.collector).map(|s| CallTrace {
-            trace: Trace::new(s.trace.clone()),
-            generation: None,
-            socket: None,
-            pcs: LiteMap::new(),
-            timers: LiteMap::new(),
-        });
+        let tracer = match &config.stats {
+            Some(s) => Tracer::new(s.trace.clone(), s.interval_ms),
+            None => Tracer::new(TraceConfig::default(), 0.0),
+        };
         Room {
             session: Session::new(config.session),
             ice: config.ice,
             stats: config.stats,
             rtc_configuration: config.rtc_configuration,
-            trace,
+            tracer,
+            call_trace: None,
+            trace_urls: Vec::new(),
             peers: LiteMap::new(),
             closing: Vec::new(),
             pc_owner: LiteMap::new(),
@@ -388,23 +354,29 @@ impl<J: Payload> Room<J> {
         })
     }
 
-    /// The generation of this call's trace, while it accepts records.
+    /// The trace generation that accepts records (the call's, or `StatsTrace`'s latest).
     pub fn trace_generation(&self) -> Option<u32> {
-        let t = self.trace.as_ref()?;
-        t.generation.filter(|g| t.trace.current_generation() == Some(*g))
+        self.tracer.generation()
+    }
+
+    /// The collector URL of a live generation (for its sockets).
+    pub fn trace_url(&self, generation: u32) -> Option<&str> {
+        self.trace_urls
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, url)| url.as_str())
     }
 
     /// Counters of the call's trace (`recorded`, `delivered`, …), for diagnostics and tests.
     pub fn trace_counters(&self) -> Option<crate::stats::Counters> {
-        let t = self.trace.as_ref()?;
-        t.trace.counters(t.generation?)
+        self.tracer.counters(self.call_trace?)
     }
 
     /// True once nothing is left to do: left or failed, every pc closed, the trace idle.
     pub fn is_finished(&self) -> bool {
         matches!(self.state(), SessionState::Left | SessionState::Failed)
             && self.closing.is_empty()
-            && self.trace.as_ref().is_none_or(|t| t.trace.is_idle())
+            && self.tracer.is_idle()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -429,21 +401,51 @@ impl<J: Payload> Room<J> {
                 Some(pc) => self.call(
                     pc,
                     BrowserCall::GetStats,
-                    Some(Pending::Stats(StatsFor::Request(request))),
+                    Some(Pending::Stats(Why::Request(request))),
                 ),
                 None => self.event(RoomEvent::StatsReply {
                     request,
-                    result: Err(SdkError::new(code::INVALID_STATE, "this peer has left", false)),
+                    result: Err(error(code::INVALID_STATE, "this peer has left")),
                 }),
             },
             Input::TraceRecord {
                 generation,
+                pc,
                 method,
                 value,
                 extra,
             } => {
-                if let Some(t) = self.trace.as_mut() {
-                    t.trace.record(generation, now, &method, None, value, extra);
+                // An app pc's records go to the generation it is traced in, and only that one.
+                if pc.is_none_or(|pc| self.tracer.traced(pc).is_some_and(|(g, _)| g == generation)) {
+                    self.tracer
+                        .record(pc, Some(generation), now, &method, value, extra);
+                }
+            }
+            Input::TraceConnect { client_info, url } => {
+                self.connect_trace(client_info, url);
+            }
+            Input::TraceClose { generation } => {
+                if self.tracer.is_live(generation) {
+                    self.tracer.close(generation, now);
+                } else {
+                    let counters = self.tracer.counters(generation).unwrap_or_default();
+                    self.event(RoomEvent::TraceEnded { generation, counters });
+                }
+            }
+            Input::TraceFinal { generation } => self.tracer.final_samples(generation, now),
+            Input::TraceAttach {
+                pc,
+                generation,
+                configuration,
+            } => {
+                if self.tracer.generation() == Some(generation) && self.pc_owner.get(&pc).is_none() {
+                    self.tracer
+                        .attach(pc, Some(generation), true, now, &configuration);
+                }
+            }
+            Input::TraceClosing { pc } => {
+                if self.pc_owner.get(&pc).is_none() {
+                    self.tracer.closing(pc, now, true);
                 }
             }
             Input::TransportOpen { transport } if transport == self.transport => {
@@ -502,8 +504,8 @@ impl<J: Payload> Room<J> {
 
     fn trace_call(&mut self, pc: PcId, call: &BrowserCall) {
         let (method, value) = match call {
-            BrowserCall::Create { .. } | BrowserCall::GetStats => return,
-            BrowserCall::Close => (CLOSE, Value::Null),
+            // The tracer records `close` (after the final sample) and its own getStats.
+            BrowserCall::Create { .. } | BrowserCall::GetStats | BrowserCall::Close => return,
             BrowserCall::SetLocalDescription => ("setLocalDescription", Value::Null),
             BrowserCall::SetRemoteDescription(d) => ("setRemoteDescription", description_value(d)),
             BrowserCall::AddIceCandidate(c) => ("addIceCandidate", candidate_value(c)),
@@ -530,12 +532,7 @@ impl<J: Payload> Room<J> {
 
     /// A record for one traced pc of this call.
     fn trace_pc(&mut self, pc: PcId, method: &str, value: Value, extra: Vec<Value>) {
-        let now = self.now;
-        if let Some(t) = self.trace.as_mut() {
-            if let (Some(generation), Some(id)) = (t.generation, t.pcs.get(&pc)) {
-                t.trace.record(generation, now, method, Some(id), value, extra);
-            }
-        }
+        self.tracer.record(Some(pc), None, self.now, method, value, extra);
     }
 
     // ---- join and leave
@@ -550,15 +547,27 @@ impl<J: Payload> Room<J> {
             _ => return self.session.join(self.now),
         }
         let now = self.now;
-        let (Some(t), Some(stats)) = (self.trace.as_mut(), self.stats.as_ref()) else {
+        let collector = self
+            .stats
+            .as_ref()
+            .and_then(|s| Some((s.collector.clone()?, s.connect_timeout_ms)));
+        let Some((url, timeout)) = collector else {
             self.join = JoinPhase::Started;
             return self.session.join(now);
         };
-        let generation = t.trace.connect(now, client_info);
-        t.generation = Some(generation);
+        self.call_trace = Some(self.connect_trace(client_info, url));
         self.join = JoinPhase::WaitingForTrace {
-            deadline: now + stats.connect_timeout_ms,
+            deadline: now + timeout,
         };
+    }
+
+    /// Starts a trace generation at `url` (closing the current one).
+    fn connect_trace(&mut self, client_info: Value, url: String) -> u32 {
+        let tracer = &self.tracer;
+        self.trace_urls.retain(|(g, _)| tracer.is_live(*g));
+        let generation = self.tracer.connect(self.now, client_info);
+        self.trace_urls.push((generation, url));
+        generation
     }
 
     /// The trace is open (or the wait is over): signaling starts.
@@ -573,7 +582,7 @@ impl<J: Payload> Room<J> {
                 "the stats collector did not answer in time; the call goes on and the trace keeps trying",
             )));
         }
-        if let Some(generation) = self.trace.as_ref().and_then(|t| t.generation) {
+        if let Some(generation) = self.call_trace {
             self.event(RoomEvent::TraceStarted { generation });
         }
         self.session.join(self.now);
@@ -594,28 +603,14 @@ impl<J: Payload> Room<J> {
                 false,
             ))));
         }
-        let traced: Vec<PcId> = self
-            .trace
-            .as_ref()
-            .map(|t| {
-                self.peers
-                    .values()
-                    .map(|p| p.pc)
-                    .filter(|pc| t.pcs.contains_key(pc))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if traced.is_empty() {
-            return self.finish_leave(stop_tracks);
+        match self.call_trace {
+            // The final samples first; `TracerOut::FinalsDone` goes on.
+            Some(generation) => {
+                self.leave = LeavePhase::FinalStats { stop_tracks };
+                self.tracer.final_samples(generation, self.now);
+            }
+            None => self.finish_leave(stop_tracks),
         }
-        for &pc in &traced {
-            self.call(pc, BrowserCall::GetStats, Some(Pending::Stats(StatsFor::Final)));
-        }
-        self.leave = LeavePhase::FinalStats {
-            waiting: traced,
-            deadline: self.now + FINAL_STATS_MS,
-            stop_tracks,
-        };
     }
 
     /// Final stats are in: bye, close everything, then flush the trace.
@@ -632,8 +627,8 @@ impl<J: Payload> Room<J> {
     /// After the last records of the call: the trace is closed and flushed, then `leave` is done.
     fn end_trace(&mut self) {
         self.close_trace();
-        match self.trace.as_ref() {
-            Some(t) if !t.trace.is_idle() => {
+        match self.call_trace {
+            Some(_) if !self.tracer.is_idle() => {
                 let flush = self.stats.as_ref().map_or(1000.0, |s| s.leave_flush_ms);
                 self.leave = LeavePhase::Flushing {
                     deadline: self.now + flush,
@@ -648,11 +643,8 @@ impl<J: Payload> Room<J> {
 
     /// Ends the call's trace generation (it keeps delivering what it holds).
     fn close_trace(&mut self) {
-        let now = self.now;
-        if let Some(t) = self.trace.as_mut() {
-            if let Some(generation) = t.generation {
-                t.trace.close(generation, now);
-            }
+        if let Some(generation) = self.call_trace {
+            self.tracer.close(generation, self.now);
         }
     }
 
@@ -775,7 +767,6 @@ impl<J: Payload> Room<J> {
         let local_id = self.session.local_id().unwrap_or_default().to_string();
         let pc = self.next_pc;
         self.next_pc += 1;
-        let poll = self.stats.as_ref().map(|s| PollSchedule::new(s.interval_ms));
         self.peers.insert(
             id.clone(),
             Peer {
@@ -787,8 +778,6 @@ impl<J: Payload> Room<J> {
                 remote_roles: LiteMap::new(),
                 remote_streams: LiteMap::new(),
                 tracks: Vec::new(),
-                poll,
-                last_stats: None,
                 history: Vec::new(),
                 candidates: Vec::new(),
                 remote_ufrag: None,
@@ -802,14 +791,10 @@ impl<J: Payload> Room<J> {
             metadata,
         });
         // Traced from its first call: `create`, then everything the room does with it.
-        let now = self.now;
-        if let Some(t) = self.trace.as_mut() {
-            if let Some(trace_id) = t
-                .generation
-                .and_then(|g| t.trace.create_pc(g, now, &self.rtc_configuration))
-            {
-                t.pcs.insert(pc, trace_id);
-            }
+        if self.stats.is_some() {
+            let generation = self.call_trace.filter(|g| self.tracer.generation() == Some(*g));
+            self.tracer
+                .attach(pc, generation, true, self.now, &self.rtc_configuration);
         }
         self.call(pc, BrowserCall::Create { peer: id }, Some(Pending::Create));
         let (label, channel_id) = DATA_CHANNEL;
@@ -849,45 +834,31 @@ impl<J: Payload> Room<J> {
         self.close_pc(peer.pc);
     }
 
-    /// Closes a pc; a traced one first takes its final getStats (bounded).
+    /// Closes a pc once the tracer says so: a traced one takes its final getStats first
+    /// (bounded). Leaving took every final sample already, and a failed session has no time.
     fn close_pc(&mut self, pc: PcId) {
-        let traced = self.trace.as_ref().is_some_and(|t| t.pcs.contains_key(&pc));
-        // Leaving takes every final sample itself, and a failed session has no time for them.
-        let final_taken = self.leave != LeavePhase::None;
-        if traced && !final_taken && self.state() != SessionState::Failed {
-            self.call(pc, BrowserCall::GetStats, Some(Pending::Stats(StatsFor::Final)));
-            self.closing.push(Closing {
-                pc,
-                deadline: self.now + FINAL_STATS_MS,
-            });
-        } else {
-            self.finish_close(pc);
-        }
+        let take_final = self.leave == LeavePhase::None && self.state() != SessionState::Failed;
+        self.closing.push(pc);
+        self.tracer.closing(pc, self.now, take_final);
     }
 
     fn finish_close(&mut self, pc: PcId) {
-        self.closing.retain(|c| c.pc != pc);
+        self.closing.retain(|c| *c != pc);
         self.call(pc, BrowserCall::Close, None);
         self.pc_owner.remove(&pc);
-        self.ops.retain(|_, (p, _)| *p != pc);
-        if let Some(t) = self.trace.as_mut() {
-            t.pcs.remove(&pc);
-        }
-        self.leave_waits_no_more(pc);
-    }
-
-    /// `leave` no longer waits for this pc's final sample (taken, given up on, or its peer
-    /// left meanwhile); once it waits for none, it goes on.
-    fn leave_waits_no_more(&mut self, pc: PcId) {
-        if let LeavePhase::FinalStats {
-            waiting, stop_tracks, ..
-        } = &mut self.leave
-        {
-            waiting.retain(|p| *p != pc);
-            if waiting.is_empty() {
-                let stop_tracks = *stop_tracks;
-                self.finish_leave(stop_tracks);
+        // What was in flight on it is moot; an app's `peer.stats()` gets its answer.
+        let mut requests = Vec::new();
+        self.ops.retain(|_, (p, pending)| {
+            if let (true, Pending::Stats(Why::Request(r))) = (*p == pc, &pending) {
+                requests.push(*r);
             }
+            *p != pc
+        });
+        for request in requests {
+            self.event(RoomEvent::StatsReply {
+                request,
+                result: Err(error(code::INVALID_STATE, "this peer has left")),
+            });
         }
     }
 
@@ -1090,16 +1061,9 @@ impl<J: Payload> Room<J> {
                 }
             }
             PcEvent::ConnectionState(state) => {
+                // (The tracer saw it with the record above: its schedule's first sample.)
                 let actions = peer.life.connection_state(&state, now);
-                let poll = peer
-                    .poll
-                    .as_mut()
-                    .and_then(|p| p.on_connection_state(&state, now));
                 self.life_actions(&id, pc, actions);
-                if let Some(reason) = poll {
-                    let stats = Pending::Stats(StatsFor::Poll { reason: Some(reason) });
-                    self.call(pc, BrowserCall::GetStats, Some(stats));
-                }
             }
             PcEvent::SignalingState(state) => peer.signaling = SignalingState::parse(&state),
             PcEvent::IceConnectionState(_) | PcEvent::IceGatheringState(_) => {}
@@ -1146,12 +1110,12 @@ impl<J: Payload> Room<J> {
         if let Some((method, value)) = outcome {
             self.trace_pc(pc, method, value, Vec::new());
         }
-        if let Pending::Stats(reason) = pending {
+        if let Pending::Stats(why) = pending {
             let stats = match result {
                 Ok(OpOutput::Stats(stats)) => Some(stats),
                 _ => None,
             };
-            return self.stats_taken(pc, reason, stats, failure);
+            return self.tracer.sampled(pc, why, stats, self.now);
         }
         let Some(id) = self.peer_of(pc).map(str::to_string) else {
             return;
@@ -1251,99 +1215,26 @@ impl<J: Payload> Room<J> {
         }
     }
 
-    /// A getStats came back (or failed): the trace, the `stats` events, and what waited for it.
-    fn stats_taken(&mut self, pc: PcId, reason: StatsFor, stats: Option<Value>, failure: Option<String>) {
-        // The trace gets the schedule's samples and the final one (an app's `peer.stats()` is
-        // its own business, as with rtcstats-js).
-        if let Some(stats) = &stats {
-            let extra = match &reason {
-                StatsFor::Poll { reason: Some(r) } => Some(vec![Value::str(r)]),
-                StatsFor::Poll { reason: None } => Some(Vec::new()),
-                StatsFor::Final => Some(vec![Value::str("close")]),
-                StatsFor::Request(_) => None,
-            };
-            if let Some(extra) = extra {
-                self.trace_pc(pc, GET_STATS, stats.clone(), extra);
-            }
-        }
-        let owner = self.peer_of(pc).map(str::to_string);
-        if let (Some(id), Some(stats)) = (owner.as_deref(), stats) {
-            if let Some(peer) = self.peers.get_mut(id) {
-                let summary = Box::new(summarize(peer.last_stats.as_ref(), &stats));
-                peer.last_stats = Some(stats);
-                match &reason {
-                    StatsFor::Poll { .. } => self.event(RoomEvent::Stats {
-                        peer: id.to_string(),
-                        summary,
-                    }),
-                    StatsFor::Request(request) => self.event(RoomEvent::StatsReply {
-                        request: *request,
-                        result: Ok(summary),
-                    }),
-                    StatsFor::Final => {}
-                }
-            }
-        } else if let StatsFor::Request(request) = reason {
-            let message = failure.unwrap_or_else(|| "this peer has left".into());
-            self.event(RoomEvent::StatsReply {
-                request,
-                result: Err(error(code::INVALID_STATE, message)),
-            });
-        }
-        if reason == StatsFor::Final {
-            self.final_stats_in(pc);
-        }
-    }
-
-    /// A final getStats is in (or given up on): the pc may close, and `leave` may go on.
-    fn final_stats_in(&mut self, pc: PcId) {
-        self.ops
-            .retain(|_, (p, pending)| !(*p == pc && *pending == Pending::Stats(StatsFor::Final)));
-        if self.closing.iter().any(|c| c.pc == pc) {
-            self.finish_close(pc);
-        } else {
-            self.leave_waits_no_more(pc);
-        }
-    }
-
     // ---- the trace's sockets
 
     fn trace_socket(&mut self, event: TraceSocketEvent) {
         let now = self.now;
-        let Some(t) = self.trace.as_mut() else {
-            return;
-        };
         match event {
-            TraceSocketEvent::Open { socket } => {
-                t.trace.socket_open(socket, now);
-                if t.socket == Some(socket) {
-                    self.trace_ready(false);
-                }
-            }
-            TraceSocketEvent::Message { socket, text } => t.trace.socket_message(socket, now, &text),
-            TraceSocketEvent::Drained { socket } => t.trace.buffered_drained(socket, now),
-            TraceSocketEvent::Closed {
-                socket,
-                code: 1008,
-                reason,
-            } => {
-                // Refused (the token): retrying cannot help; the call goes on untraced.
-                t.trace.socket_refused(socket, now);
-                let mut message = String::from("the stats collector refused the trace: ");
-                message.push_str(&reason);
-                self.event(RoomEvent::Error(error(code::UNAUTHORIZED, message)));
-                self.trace_ready(false);
-            }
+            TraceSocketEvent::Open { socket } => self.tracer.socket_open(socket, now),
+            TraceSocketEvent::Message { socket, text } => self.tracer.socket_message(socket, now, &text),
+            TraceSocketEvent::Drained { socket } => self.tracer.socket_drained(socket, now),
             TraceSocketEvent::Closed { socket, code, reason } => {
-                if code == 1013 {
-                    // The dump hit the collector's size cap or quota: the trace goes on in a new one.
-                    let mut message = String::from("the stats collector ended the dump: ");
-                    message.push_str(&reason);
-                    self.event(RoomEvent::Error(error(code::STATS_REFUSED, message)));
+                // 1008: refused (the token), retrying cannot help: that generation ends.
+                // 1013: the dump hit the collector's size cap or quota: it goes on in a new one.
+                let said = match code {
+                    1008 => Some((code::UNAUTHORIZED, "the stats collector refused the trace: ")),
+                    1013 => Some((code::STATS_REFUSED, "the stats collector ended the dump: ")),
+                    _ => None,
+                };
+                if let Some((code, what)) = said {
+                    self.event(RoomEvent::Error(error(code, crate::text::cat(&[what, &reason]))));
                 }
-                if let Some(t) = self.trace.as_mut() {
-                    t.trace.socket_closed(socket, now);
-                }
+                self.tracer.socket_closed(socket, code == 1008, now);
             }
         }
     }
@@ -1377,32 +1268,8 @@ impl<J: Payload> Room<J> {
             {
                 self.call(pc, BrowserCall::SetLocalDescription, Some(Pending::SetLocal));
             }
-            let Some(peer) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            if peer.poll.as_mut().is_some_and(|p| p.on_timer(now)) {
-                let stats = Pending::Stats(StatsFor::Poll { reason: None });
-                self.call(pc, BrowserCall::GetStats, Some(stats));
-            }
         }
-        let late: Vec<PcId> = self
-            .closing
-            .iter()
-            .filter(|c| now >= c.deadline)
-            .map(|c| c.pc)
-            .collect();
-        for pc in late {
-            self.final_stats_in(pc);
-        }
-        let overdue = match &self.leave {
-            LeavePhase::FinalStats {
-                deadline, waiting, ..
-            } if now >= *deadline => waiting.clone(),
-            _ => Vec::new(),
-        };
-        for pc in overdue {
-            self.final_stats_in(pc);
-        }
+        self.tracer.tick(now);
         if matches!(self.leave, LeavePhase::Closing { trace_at } if now >= trace_at) {
             self.end_trace();
         }
@@ -1410,49 +1277,80 @@ impl<J: Payload> Room<J> {
             self.leave = LeavePhase::Done;
             self.event(RoomEvent::LeaveDone);
         }
-        if let Some(t) = self.trace.as_mut() {
-            let due: Vec<u32> = t
-                .timers
-                .iter()
-                .filter(|(_, at)| now >= **at)
-                .map(|(g, _)| *g)
-                .collect();
-            for generation in due {
-                t.timers.remove(&generation);
-                t.trace.timer(generation, now);
-            }
+    }
+
+    /// After every input: the session's decisions, the tracer's, and whether `leave` is done.
+    fn settle(&mut self) {
+        self.settle_session();
+        while let Some(out) = self.tracer.poll_output() {
+            self.tracer_output(out);
+            self.settle_session();
+        }
+        if matches!(self.leave, LeavePhase::Flushing { .. }) && self.tracer.is_idle() {
+            self.leave = LeavePhase::Done;
+            self.event(RoomEvent::LeaveDone);
         }
     }
 
-    /// After every input: the session's decisions, the trace's actions, and whether `leave`
-    /// is done.
-    fn settle(&mut self) {
-        self.settle_session();
-        let Some(t) = self.trace.as_mut() else {
-            return;
-        };
-        while let Some(action) = t.trace.poll_action() {
-            match action {
-                TraceAction::Timer { generation, at } => {
-                    t.timers.insert(generation, at);
-                }
-                TraceAction::Error { error, .. } => {
-                    self.out.push_back(Output::Event(RoomEvent::Error(error)))
-                }
-                TraceAction::Open { generation, socket } => {
-                    if t.generation == Some(generation) {
-                        t.socket = Some(socket);
-                    }
-                    self.out
-                        .push_back(Output::Trace(TraceAction::Open { generation, socket }));
-                }
-                other => self.out.push_back(Output::Trace(other)),
+    fn tracer_output(&mut self, out: TracerOut) {
+        match out {
+            TracerOut::Socket(action) => self.out.push_back(Output::Trace(action)),
+            TracerOut::GetStats { pc, why } => {
+                self.call(pc, BrowserCall::GetStats, Some(Pending::Stats(why)))
             }
-        }
-        t.timers.retain(|generation, _| t.trace.is_live(*generation));
-        if matches!(self.leave, LeavePhase::Flushing { .. }) && t.trace.is_idle() {
-            self.leave = LeavePhase::Done;
-            self.out.push_back(Output::Event(RoomEvent::LeaveDone));
+            TracerOut::Stats { pc, summary } => match self.peer_of(pc) {
+                Some(peer) => {
+                    let peer = peer.to_string();
+                    self.event(RoomEvent::Stats { peer, summary })
+                }
+                None if self.pc_owner.get(&pc).is_none() => {
+                    let trace = self.tracer.traced(pc).map(|(g, id)| (g, id.to_string()));
+                    self.event(RoomEvent::PcStats { pc, trace, summary })
+                }
+                None => {}
+            },
+            TracerOut::Reply { request, result } => {
+                let result = result
+                    .ok_or_else(|| error(code::INVALID_STATE, "this peer has left, or getStats failed"));
+                self.event(RoomEvent::StatsReply { request, result })
+            }
+            TracerOut::Close { pc } => match self.closing.contains(&pc) {
+                true => self.finish_close(pc),
+                false => self.event(RoomEvent::PcClosed { pc }),
+            },
+            TracerOut::Opened { generation } => {
+                self.event(RoomEvent::TraceOpened { generation });
+                if self.call_trace == Some(generation) {
+                    self.trace_ready(false);
+                }
+            }
+            TracerOut::OpenFailed { generation, refused } => {
+                let e = match refused {
+                    true => error(code::UNAUTHORIZED, "the stats collector refused the trace"),
+                    false => error(
+                        code::STATS_UNAVAILABLE,
+                        "the stats collector is unreachable; the trace keeps retrying with backoff",
+                    ),
+                };
+                self.event(RoomEvent::TraceOpenFailed { generation, error: e });
+                if refused && self.call_trace == Some(generation) {
+                    // The call goes on untraced.
+                    self.trace_ready(false);
+                }
+            }
+            TracerOut::Ended { generation, counters } => {
+                self.event(RoomEvent::TraceEnded { generation, counters })
+            }
+            TracerOut::FinalsDone { generation } => {
+                self.event(RoomEvent::TraceFinalsDone { generation });
+                if let (LeavePhase::FinalStats { stop_tracks }, true) =
+                    (&self.leave, self.call_trace == Some(generation))
+                {
+                    let stop_tracks = *stop_tracks;
+                    self.finish_leave(stop_tracks);
+                }
+            }
+            TracerOut::Error(e) => self.event(RoomEvent::Error(e)),
         }
     }
 
@@ -1470,21 +1368,10 @@ impl<J: Payload> Room<J> {
         for peer in self.peers.values() {
             consider(peer.life_wake);
             consider(peer.negotiation.deferred_deadline());
-            consider(peer.poll.as_ref().and_then(PollSchedule::next_due));
         }
-        for c in &self.closing {
-            consider(Some(c.deadline));
-        }
-        match &self.leave {
-            LeavePhase::FinalStats { deadline, .. }
-            | LeavePhase::Flushing { deadline }
-            | LeavePhase::Closing { trace_at: deadline } => consider(Some(*deadline)),
-            _ => {}
-        }
-        if let Some(t) = &self.trace {
-            for at in t.timers.values() {
-                consider(Some(*at));
-            }
+        consider(self.tracer.next_wake());
+        if let LeavePhase::Flushing { deadline } | LeavePhase::Closing { trace_at: deadline } = &self.leave {
+            consider(Some(*deadline));
         }
         at
     }

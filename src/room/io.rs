@@ -13,7 +13,7 @@ use crate::{
     error::SdkError,
     peer::lifecycle::PeerState,
     room::session::SessionState,
-    stats::{Action as TraceAction, Summary, Value},
+    stats::{Action as TraceAction, Counters, Summary, Value},
 };
 
 /// A peer connection, unique for the life of the room (a peer that leaves and comes back
@@ -65,13 +65,41 @@ pub enum Input<J> {
         peer: String,
         request: RequestId,
     },
-    /// A record for the call's trace made outside the room (getUserMedia, track events, custom
-    /// events), for the generation that was current when it happened.
+    /// A record made outside the room (getUserMedia, track events, custom events; with `pc`,
+    /// a call or event of an app's own traced peer connection), for the generation that was
+    /// current when it happened.
     TraceRecord {
         generation: u32,
+        pc: Option<PcId>,
         method: String,
         value: Value,
         extra: Vec<Value>,
+    },
+    // ---- `StatsTrace`: traces of the app's own peer connections, on the same code
+    /// Starts a trace generation (a new dump) at the collector `url`, closing the current one;
+    /// [`RoomEvent::TraceOpened`] or [`RoomEvent::TraceOpenFailed`] follows.
+    TraceConnect {
+        client_info: Value,
+        url: String,
+    },
+    /// Ends a generation: final samples, then delivery; [`RoomEvent::TraceEnded`] follows.
+    TraceClose {
+        generation: u32,
+    },
+    /// Final samples of a generation's open pcs now; [`RoomEvent::TraceFinalsDone`] follows.
+    TraceFinal {
+        generation: u32,
+    },
+    /// Traces an app's pc (`pc`: an id the executor picked outside the room's own) in
+    /// `generation`, if that generation accepts records; it is sampled like the room's.
+    TraceAttach {
+        pc: PcId,
+        generation: u32,
+        configuration: Value,
+    },
+    /// An app's traced pc is about to close: its final sample, then [`RoomEvent::PcClosed`].
+    TraceClosing {
+        pc: PcId,
     },
     // ---- the signaling transport (events of an older transport are ignored)
     TransportOpen {
@@ -269,6 +297,33 @@ pub enum RoomEvent<J> {
     Stats {
         peer: String,
         summary: Box<Summary>,
+    },
+    /// A periodic sample of an app's traced pc: its generation and trace id ("PC_0").
+    PcStats {
+        pc: PcId,
+        trace: Option<(u32, String)>,
+        summary: Box<Summary>,
+    },
+    /// An app's pc may close now: its final sample and `close` are recorded.
+    PcClosed {
+        pc: PcId,
+    },
+    /// A generation's socket opened (the first time).
+    TraceOpened {
+        generation: u32,
+    },
+    /// A generation's socket failed before it ever opened (it retries unless refused).
+    TraceOpenFailed {
+        generation: u32,
+        error: SdkError,
+    },
+    /// A generation ended: what it recorded, delivered, lost.
+    TraceEnded {
+        generation: u32,
+        counters: Counters,
+    },
+    TraceFinalsDone {
+        generation: u32,
     },
     StatsReply {
         request: RequestId,

@@ -10,6 +10,7 @@
 //! - [`methods`]: the rtcstats method table;
 //! - [`compress`]: getStats delta compression and decompression, config sanitizing;
 //! - [`trace`]: the generation-guarded trace with buffering, acks and replay;
+//! - [`tracer`]: the trace plus the peer connections it watches (schedules, final samples);
 //! - [`poll`]: when to call getStats for one peer connection;
 //! - [`summary`]: what an in-page UI shows (candidate type, RTT, bitrates, loss, jitter, fps);
 //! - [`dump`]: reads a collector dump back and checks its invariants.
@@ -20,6 +21,7 @@ pub mod methods;
 pub mod poll;
 pub mod summary;
 pub mod trace;
+pub mod tracer;
 pub mod value;
 
 pub use compress::{sanitize_configuration, StatsCompressor};

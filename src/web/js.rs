@@ -1,9 +1,7 @@
 //! Small bridges between Rust and JS: pass-through values, time, typed errors, and the
 //! browser methods the shell calls while its state is borrowed.
 
-use std::{cell::RefCell, rc::Weak};
-
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::RtcPeerConnection;
 
@@ -129,45 +127,6 @@ pub fn describe(err: &JsValue) -> String {
 /// An `invalid-argument` error (never fatal: the call is refused, the session goes on).
 pub fn invalid(message: impl Into<String>) -> JsValue {
     error_value(&SdkError::new(code::INVALID_ARGUMENT, message, false))
-}
-
-/// JS calls (event emitters, Promise resolvers) queued while a shell's state is borrowed.
-#[derive(Default)]
-pub struct Outbox(Vec<(Function, [JsValue; 3])>);
-
-impl Outbox {
-    pub fn call(&mut self, f: &Function, args: [JsValue; 3]) {
-        self.0.push((f.clone(), args));
-    }
-
-    /// Resolves or rejects a Promise with `value`.
-    pub fn settle(&mut self, f: Function, value: JsValue) {
-        self.0.push((f, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]));
-    }
-}
-
-/// A browser shell around a sans-IO core: `process` carries out what the core decided.
-pub trait Shell {
-    fn process(&mut self);
-    fn outbox(&mut self) -> &mut Outbox;
-}
-
-/// Every callback enters a shell through here: borrow the state, run `f` and the core's
-/// actions, release the borrow, and only then call JS. An app listener that calls back into
-/// the SDK (e.g. `leave()` inside `peer-left`) is therefore safe.
-pub fn with<T: Shell>(weak: &Weak<RefCell<T>>, f: impl FnOnce(&mut T)) {
-    let Some(rc) = weak.upgrade() else { return };
-    let calls = {
-        let Ok(mut inner) = rc.try_borrow_mut() else {
-            return;
-        };
-        f(&mut inner);
-        inner.process();
-        std::mem::take(&mut inner.outbox().0)
-    };
-    for (f, [a, b, c]) in calls {
-        let _ = f.call3(&JsValue::NULL, &a, &b, &c);
-    }
 }
 
 pub fn now() -> f64 {

@@ -31,5 +31,5 @@ pub fn protocol_version() -> u32 {
 mod decode;
 mod js;
 mod room;
-mod stats_trace;
+mod stats;
 mod transport;

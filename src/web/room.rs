@@ -37,7 +37,7 @@ use super::{
         signal_payload_value, Js,
     },
     js::{self, describe, error_value, invalid, now, object, stats_value},
-    stats_trace::{get_stats, summary_value, trace_config},
+    stats::{counters_value, get_stats, summary_value, trace_config},
     transport::{Socket, TransportEvent},
 };
 use crate::{
@@ -98,6 +98,9 @@ impl Drop for TraceSocket {
     }
 }
 
+/// The ids of an app's own pcs (`StatsTrace`) have this bit; the room numbers its own from 1.
+const APP_PC: PcId = 1 << 31;
+
 /// What the executor holds besides the room.
 struct State {
     room: Room<Js>,
@@ -112,8 +115,15 @@ struct State {
     pcs: LiteMap<PcId, PcShell>,
     /// The streams given to `addStream`, by id.
     streams: Vec<MediaStream>,
-    trace_url: Option<String>,
     trace_sockets: Vec<TraceSocket>,
+    /// An app's own pcs traced with `StatsTrace`, by the ids this executor gave them.
+    app_pcs: Vec<(PcId, RtcPeerConnection)>,
+    next_app_pc: PcId,
+    /// `StatsTrace`'s Promises: connect (by generation), close, finalStats, and a pc's close.
+    open_waiters: Vec<(u32, Function, Function)>,
+    end_waiters: Vec<(u32, Function)>,
+    final_waiters: Vec<(u32, Function)>,
+    close_waiters: Vec<(PcId, Function)>,
     drain_timer: Option<Timeout>,
     timer: Option<(f64, Timeout)>,
     join_waiters: Vec<(Function, Function)>,
@@ -135,6 +145,43 @@ struct Shared {
 }
 
 type Handle = Weak<Shared>;
+
+impl State {
+    fn new(
+        room: Room<Js>,
+        emit: Function,
+        url: String,
+        custom_transport: Option<JsValue>,
+        rtc_config: RtcConfiguration,
+        on_peer_connection: Option<Function>,
+    ) -> State {
+        State {
+            room,
+            emit,
+            url,
+            custom_transport,
+            rtc_config,
+            on_peer_connection,
+            socket: None,
+            pcs: LiteMap::new(),
+            streams: Vec::new(),
+            trace_sockets: Vec::new(),
+            app_pcs: Vec::new(),
+            next_app_pc: 0,
+            open_waiters: Vec::new(),
+            end_waiters: Vec::new(),
+            final_waiters: Vec::new(),
+            close_waiters: Vec::new(),
+            drain_timer: None,
+            timer: None,
+            join_waiters: Vec::new(),
+            leave_waiters: Vec::new(),
+            requests: Vec::new(),
+            next_request: 1,
+            page_exit: Vec::new(),
+        }
+    }
+}
 
 /// Queues an input and runs the loop unless it is running already (then the loop takes it).
 fn feed(weak: &Handle, input: Input<Js>) {
@@ -309,7 +356,13 @@ fn done(shared: &Rc<Shared>, op: Option<OpId>, result: Result<OpOutput, String>)
 }
 
 fn pc_of(shared: &Shared, pc: PcId) -> Option<RtcPeerConnection> {
-    shared.state.borrow().pcs.get(&pc).map(|p| p.pc.clone())
+    let st = shared.state.borrow();
+    st.pcs.get(&pc).map(|p| p.pc.clone()).or_else(|| {
+        st.app_pcs
+            .iter()
+            .find(|(id, _)| *id == pc)
+            .map(|(_, p)| p.clone())
+    })
 }
 
 /// Awaits a browser Promise in the background and feeds its outcome back.
@@ -553,8 +606,14 @@ fn remote_tracks(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection) -> Event
 
 fn trace(shared: &Rc<Shared>, action: TraceAction) {
     match action {
-        TraceAction::Open { socket, .. } => {
-            let url = shared.state.borrow().trace_url.clone().unwrap_or_default();
+        TraceAction::Open { socket, generation } => {
+            let url = shared
+                .state
+                .borrow()
+                .room
+                .trace_url(generation)
+                .unwrap_or_default()
+                .to_string();
             let ws = match WebSocket::new_with_str(&url, TRACE_SUBPROTOCOL) {
                 Ok(ws) => ws,
                 Err(_) => {
@@ -772,7 +831,99 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
             }
         }
         RoomEvent::Error(error) => emit(shared, None, "error", error_value(&error)),
+        RoomEvent::PcStats { pc, trace, summary } => {
+            let Some(object_pc) = pc_of(shared, pc) else {
+                return;
+            };
+            let (generation, id) =
+                trace.map_or((JsValue::NULL, JsValue::NULL), |(g, id)| (g.into(), id.into()));
+            let detail = object(&[
+                ("generation", generation),
+                ("pcId", id),
+                ("peerConnection", object_pc.into()),
+                ("summary", summary_value(&summary)),
+            ]);
+            emit(shared, None, "stats", detail);
+        }
+        RoomEvent::PcClosed { pc } => {
+            let waiters = {
+                let mut st = shared.state.borrow_mut();
+                st.app_pcs.retain(|(id, _)| *id != pc);
+                take_waiters(&mut st.close_waiters, pc)
+            };
+            for resolve in waiters {
+                app_call(
+                    shared,
+                    &resolve,
+                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
+                );
+            }
+        }
+        RoomEvent::TraceOpened { generation } => {
+            let waiters = take_open_waiters(shared, generation);
+            for (resolve, _) in waiters {
+                app_call(
+                    shared,
+                    &resolve,
+                    [generation.into(), JsValue::UNDEFINED, JsValue::UNDEFINED],
+                );
+            }
+        }
+        RoomEvent::TraceOpenFailed { generation, error } => {
+            let waiters = take_open_waiters(shared, generation);
+            for (_, reject) in waiters {
+                let value = error_value(&error);
+                let _ = js_sys::Reflect::set(&value, &"generation".into(), &generation.into());
+                app_call(shared, &reject, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]);
+            }
+        }
+        RoomEvent::TraceEnded { generation, counters } => {
+            let waiters = take_waiters(&mut shared.state.borrow_mut().end_waiters, generation);
+            for resolve in waiters {
+                app_call(
+                    shared,
+                    &resolve,
+                    [counters_value(&counters), JsValue::UNDEFINED, JsValue::UNDEFINED],
+                );
+            }
+        }
+        RoomEvent::TraceFinalsDone { generation } => {
+            let waiters = take_waiters(&mut shared.state.borrow_mut().final_waiters, generation);
+            for resolve in waiters {
+                app_call(
+                    shared,
+                    &resolve,
+                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
+                );
+            }
+        }
     }
+}
+
+/// The waiters for `key`, removed from `list`.
+fn take_waiters(list: &mut Vec<(u32, Function)>, key: u32) -> Vec<Function> {
+    let mut mine = Vec::new();
+    list.retain(|(k, f)| {
+        let keep = *k != key;
+        if !keep {
+            mine.push(f.clone());
+        }
+        keep
+    });
+    mine
+}
+
+fn take_open_waiters(shared: &Shared, generation: u32) -> Vec<(Function, Function)> {
+    let mut st = shared.state.borrow_mut();
+    let mut mine = Vec::new();
+    st.open_waiters.retain(|(g, resolve, reject)| {
+        let keep = *g != generation;
+        if !keep {
+            mine.push((resolve.clone(), reject.clone()));
+        }
+        keep
+    });
+    mine
 }
 
 fn stream_event(shared: &Rc<Shared>, peer: &str, pc: PcId, stream: &str, role: &str, name: &str) {
@@ -931,7 +1082,7 @@ impl RoomCore {
                     .unwrap_or(default)
             };
             room.stats = Some(StatsOptions {
-                collector: trace_url.is_some(),
+                collector: trace_url,
                 interval_ms,
                 trace,
                 connect_timeout_ms: num("connectTimeoutMs", 5000.0),
@@ -945,27 +1096,39 @@ impl RoomCore {
                     .map_err(|_| invalid("config.onPeerConnection must be a function"))?,
             ),
         };
-        let state = State {
-            room: Room::new(room),
+        Ok(RoomCore::with(State::new(
+            Room::new(room),
             emit,
             url,
             custom_transport,
             rtc_config,
             on_peer_connection,
-            socket: None,
-            pcs: LiteMap::new(),
-            streams: Vec::new(),
-            trace_url,
-            trace_sockets: Vec::new(),
-            drain_timer: None,
-            timer: None,
-            join_waiters: Vec::new(),
-            leave_waiters: Vec::new(),
-            requests: Vec::new(),
-            next_request: 1,
-            page_exit: Vec::new(),
-        };
-        Ok(RoomCore {
+        )))
+    }
+
+    /// The core of a `StatsTrace`: a room that never joins, tracing the app's own peer
+    /// connections with the same code as a session's (`emit(null, eventName, detail)`).
+    pub fn tracer(options: JsValue, emit: Function) -> RoomCore {
+        let (trace, interval_ms) = trace_config(&options);
+        let mut room = RoomConfig::new("trace");
+        room.stats = Some(StatsOptions {
+            interval_ms,
+            trace,
+            ..StatsOptions::default()
+        });
+        let state = State::new(
+            Room::new(room),
+            emit,
+            String::new(),
+            None,
+            RtcConfiguration::new(),
+            None,
+        );
+        RoomCore::with(state)
+    }
+
+    fn with(state: State) -> RoomCore {
+        RoomCore {
             shared: Rc::new(Shared {
                 state: RefCell::new(state),
                 queue: RefCell::new(VecDeque::new()),
@@ -973,7 +1136,7 @@ impl RoomCore {
                 app: RefCell::new(VecDeque::new()),
                 delivering: Cell::new(false),
             }),
-        })
+        }
     }
 
     fn weak(&self) -> Handle {
@@ -1107,9 +1270,9 @@ impl RoomCore {
         promise
     }
 
-    /// A record for this call's trace (getUserMedia, track events, …) in `generation`: dropped
-    /// unless that generation is still the call's current one.
-    pub fn record(&self, generation: u32, method: String, value: JsValue, extra: JsValue) {
+    /// A record in `generation` (getUserMedia, track events, …; with `pc`, of an app's pc
+    /// from [`RoomCore::trace_attach`]): dropped unless that generation still accepts records.
+    pub fn record(&self, generation: u32, method: String, pc: Option<u32>, value: JsValue, extra: JsValue) {
         let extra = if Array::is_array(&extra) {
             Array::from(&extra).iter().map(|v| stats_value(&v)).collect()
         } else {
@@ -1117,6 +1280,7 @@ impl RoomCore {
         };
         let input = Input::TraceRecord {
             generation,
+            pc,
             method,
             value: stats_value(&value),
             extra,
@@ -1124,10 +1288,85 @@ impl RoomCore {
         feed(&self.weak(), input);
     }
 
-    /// The generation of this call's trace while it accepts records.
-    #[wasm_bindgen(getter, js_name = traceGeneration)]
-    pub fn trace_generation(&self) -> Option<u32> {
+    /// The trace generation that accepts records (a session's call, a `StatsTrace`'s latest).
+    #[wasm_bindgen(getter)]
+    pub fn generation(&self) -> Option<u32> {
         self.read(|st| st.room.trace_generation())
+    }
+
+    /// Starts a trace generation at `url`: resolves with its number once its socket is open;
+    /// rejects (with `generation`) when it cannot open.
+    #[wasm_bindgen(js_name = traceConnect)]
+    pub fn trace_connect(&self, url: String, client_info: JsValue) -> Promise {
+        let (promise, resolve, reject) = promise();
+        feed(
+            &self.weak(),
+            Input::TraceConnect {
+                client_info: stats_value(&client_info),
+                url,
+            },
+        );
+        match self.generation() {
+            Some(g) => self.write(|st| st.open_waiters.push((g, resolve, reject))),
+            None => busy(),
+        }
+        promise
+    }
+
+    /// Ends a generation; resolves with its counters once it has delivered what it could.
+    #[wasm_bindgen(js_name = traceClose)]
+    pub fn trace_close(&self, generation: u32) -> Promise {
+        let (promise, resolve, _) = promise();
+        self.write(|st| st.end_waiters.push((generation, resolve)));
+        feed(&self.weak(), Input::TraceClose { generation });
+        promise
+    }
+
+    /// The final getStats of a generation's open pcs; resolves when they are in.
+    #[wasm_bindgen(js_name = traceFinal)]
+    pub fn trace_final(&self, generation: u32) -> Promise {
+        let (promise, resolve, _) = promise();
+        self.write(|st| st.final_waiters.push((generation, resolve)));
+        feed(&self.weak(), Input::TraceFinal { generation });
+        promise
+    }
+
+    /// Traces an app's pc in `generation`; returns the id its records name.
+    #[wasm_bindgen(js_name = traceAttach)]
+    pub fn trace_attach(&self, generation: u32, pc: RtcPeerConnection, configuration: JsValue) -> u32 {
+        let id = self.write(|st| {
+            st.next_app_pc = st.next_app_pc.wrapping_add(1);
+            let id = APP_PC | st.next_app_pc;
+            st.app_pcs.push((id, pc));
+            id
+        });
+        let configuration = stats_value(&configuration);
+        feed(
+            &self.weak(),
+            Input::TraceAttach {
+                pc: id,
+                generation,
+                configuration,
+            },
+        );
+        id
+    }
+
+    /// An app's traced pc is about to close: resolves once its final getStats and `close` are
+    /// recorded.
+    #[wasm_bindgen(js_name = traceClosing)]
+    pub fn trace_closing(&self, pc: u32) -> Promise {
+        let (promise, resolve, _) = promise();
+        self.write(|st| st.close_waiters.push((pc, resolve)));
+        feed(&self.weak(), Input::TraceClosing { pc });
+        promise
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        match self.shared.state.try_borrow_mut() {
+            Ok(mut st) => f(&mut st),
+            Err(_) => busy(),
+        }
     }
 
     #[wasm_bindgen(getter)]

@@ -169,7 +169,7 @@ pub fn config(room: &str) -> RoomConfig<J> {
 pub fn traced(room: &str) -> RoomConfig<J> {
     let mut c = config(room);
     c.stats = Some(StatsOptions {
-        collector: true,
+        collector: Some("ws://collector".into()),
         ..StatsOptions::default()
     });
     c.rtc_configuration =
