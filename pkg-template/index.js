@@ -392,7 +392,7 @@ function instrument(core, generation, pc, configuration, deferClose) {
   };
   wrap(pc, 'close', (original) => function () {
     if (done) return original.apply(this, arguments);
-    const recorded = core.traceClosing(id); // the final getStats starts first
+    const recorded = core.traceWait('pc', id); // the final getStats starts first
     untrace();
     if (!deferClose) return original.apply(this, arguments);
     // The owner does not need the close at once: close after the final sample (<= ~1 s).
@@ -585,7 +585,7 @@ export class StatsTrace extends Emitter {
       this.#run((core) => {
         const g = generation ?? core.generation;
         if (g == null) return resolve(null);
-        core.traceClose(g).then(resolve, reject);
+        core.traceWait('close', g).then(resolve, reject);
       }, reject);
     });
   }
@@ -596,7 +596,7 @@ export class StatsTrace extends Emitter {
       this.#run((core) => {
         const g = generation ?? core.generation;
         if (g == null) return resolve();
-        core.traceFinal(g).then(resolve, resolve);
+        core.traceWait('final', g).then(resolve, resolve);
       }, resolve);
     });
   }
@@ -804,15 +804,15 @@ export class RemotePeer extends Emitter {
   }
 
   /** 'new' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed' */
-  get state() { return this.#core?.peerState(this.id) ?? 'closed'; }
+  get state() { return this.#core?.peer(this.id)?.state ?? 'closed'; }
 
-  get metadata() { return this.#core?.peerMetadata(this.id) ?? null; }
+  get metadata() { return this.#core?.peer(this.id)?.metadata ?? null; }
 
   /** The escape hatch: the native RTCPeerConnection (null once the peer left). */
-  get peerConnection() { return this.#core?.peerConnection(this.id) ?? null; }
+  get peerConnection() { return this.#core?.peer(this.id)?.peerConnection ?? null; }
 
   /** Streams received from this peer: [{ stream, role }]. */
-  streams() { return this.#core ? this.#core.peerStreams(this.id) : []; }
+  streams() { return this.#core?.peer(this.id)?.streams ?? []; }
 
   /**
    * What a UI shows about this connection: { localCandidateType, remoteCandidateType, rttMs,

@@ -594,3 +594,44 @@ proptest! {
         check(&w, &nodes)?;
     }
 }
+
+#[test]
+fn peer_stats_is_answered_with_or_without_the_stats_option() {
+    for traced_room in [false, true] {
+        let mut w = World::new(9);
+        let make = if traced_room { traced } else { config };
+        let nodes = [w.add(make("s")), w.add(make("s"))];
+        for &n in &nodes {
+            w.add_camera(n, &format!("cam{n}"));
+            w.join(n);
+        }
+        w.run_for(5000.0);
+        assert_converged(&w, &nodes);
+        let peer = w.id(nodes[1]);
+        w.input(nodes[0], Input::PeerStats { peer, request: 7 });
+        w.input(
+            nodes[0],
+            Input::PeerStats {
+                peer: "nobody".into(),
+                request: 8,
+            },
+        );
+        w.run_for(200.0);
+        let reply = |request| {
+            w.nodes[nodes[0]].events.iter().find_map(|e| match e {
+                RoomEvent::StatsReply { request: r, result } if *r == request => Some(result.clone()),
+                _ => None,
+            })
+        };
+        assert!(
+            matches!(reply(7), Some(Ok(_))),
+            "traced={traced_room}: {:?}",
+            reply(7)
+        );
+        assert!(
+            matches!(reply(8), Some(Err(e)) if e.code == "invalid-state"),
+            "{:?}",
+            reply(8)
+        );
+    }
+}

@@ -791,11 +791,11 @@ impl<J: Payload> Room<J> {
             metadata,
         });
         // Traced from its first call: `create`, then everything the room does with it.
-        if self.stats.is_some() {
-            let generation = self.call_trace.filter(|g| self.tracer.generation() == Some(*g));
-            self.tracer
-                .attach(pc, generation, true, self.now, &self.rtc_configuration);
-        }
+        // (Without the stats option: no schedule, but `peer.stats()` works.)
+        let generation = self.call_trace.filter(|g| self.tracer.generation() == Some(*g));
+        let poll = self.stats.is_some();
+        self.tracer
+            .attach(pc, generation, poll, self.now, &self.rtc_configuration);
         self.call(pc, BrowserCall::Create { peer: id }, Some(Pending::Create));
         let (label, channel_id) = DATA_CHANNEL;
         let init = Value::Object(vec![

@@ -73,19 +73,12 @@ pub struct RawConfig {
     pub join_attempts: Option<u32>,
 }
 
-macro_rules! bad {
-    ($what:literal) => {
-        concat!("invalid RoomSession config: ", $what)
-    };
-}
-
 /// A nested config object: missing (or `undefined`) is the default, anything else must be an
 /// object (`null` too is an error, as it was with serde).
 fn section<T: Default>(
     config: &JsValue,
-    key: &str,
+    key: &'static str,
     read: impl FnOnce(&JsValue) -> Result<T, &'static str>,
-    not_object: &'static str,
 ) -> Result<T, &'static str> {
     let v = get(config, key);
     if v.is_undefined() {
@@ -93,50 +86,55 @@ fn section<T: Default>(
     } else if v.is_object() {
         read(&v)
     } else {
-        Err(not_object)
+        Err(key)
     }
 }
 
-/// Reads the config object. The error is the message of the `invalid-argument` error.
-pub fn raw_config(config: &JsValue) -> Result<RawConfig, &'static str> {
+/// A field of the type `T` reads, or undefined/null; otherwise its name is the error.
+fn typed<T: FromJs>(v: &JsValue, key: &'static str) -> Result<Option<T>, &'static str> {
+    field(v, key).ok_or(key)
+}
+
+/// Reads the config object. The error is the message of the `invalid-argument` error, naming
+/// the field (the package entry checks the config first and says more).
+pub fn raw_config(config: &JsValue) -> Result<RawConfig, String> {
+    read_config(config).map_err(|what| {
+        let mut message = String::from("invalid RoomSession config: ");
+        message.push_str(what);
+        message
+    })
+}
+
+fn read_config(config: &JsValue) -> Result<RawConfig, &'static str> {
     if !config.is_object() {
-        return Err(bad!("the config must be an object"));
+        return Err("the config must be an object");
     }
     let retry = |r: &JsValue| {
-        let ms = bad!("retry.initialDelayMs, maxDelayMs, factor and jitter must be numbers");
         Ok(RawRetry {
-            initial_delay_ms: field(r, "initialDelayMs").ok_or(ms)?,
-            max_delay_ms: field(r, "maxDelayMs").ok_or(ms)?,
-            factor: field(r, "factor").ok_or(ms)?,
-            jitter: field(r, "jitter").ok_or(ms)?,
-            max_attempts: field(r, "maxAttempts")
-                .ok_or(bad!("retry.maxAttempts must be a whole number (-1: no limit)"))?,
+            initial_delay_ms: typed(r, "initialDelayMs")?,
+            max_delay_ms: typed(r, "maxDelayMs")?,
+            factor: typed(r, "factor")?,
+            jitter: typed(r, "jitter")?,
+            max_attempts: typed(r, "maxAttempts")?,
         })
     };
     let ice = |i: &JsValue| {
-        let ms = bad!("ice.disconnectedGraceMs and ice.restartTimeoutMs must be numbers");
         Ok(RawIce {
-            max_restarts: field(i, "maxRestarts")
-                .ok_or(bad!("ice.maxRestarts must be a whole number >= 0"))?,
-            disconnected_grace_ms: field(i, "disconnectedGraceMs").ok_or(ms)?,
-            restart_timeout_ms: field(i, "restartTimeoutMs").ok_or(ms)?,
+            max_restarts: typed(i, "maxRestarts")?,
+            disconnected_grace_ms: typed(i, "disconnectedGraceMs")?,
+            restart_timeout_ms: typed(i, "restartTimeoutMs")?,
         })
     };
-    let heartbeat = bad!("heartbeatIntervalMs and heartbeatTimeoutMs must be numbers");
     Ok(RawConfig {
-        room: get(config, "room")
-            .as_string()
-            .ok_or(bad!("room must be a string"))?,
-        url: field(config, "url").ok_or(bad!("url must be a string"))?,
-        token: field(config, "token").ok_or(bad!("token must be a string"))?,
-        capacity: field(config, "capacity").ok_or(bad!("capacity must be a whole number >= 0"))?,
-        retry: section(config, "retry", retry, bad!("retry must be an object"))?,
-        ice: section(config, "ice", ice, bad!("ice must be an object"))?,
-        heartbeat_interval_ms: field(config, "heartbeatIntervalMs").ok_or(heartbeat)?,
-        heartbeat_timeout_ms: field(config, "heartbeatTimeoutMs").ok_or(heartbeat)?,
-        connect_timeout_ms: field(config, "connectTimeoutMs")
-            .ok_or(bad!("connectTimeoutMs must be a number"))?,
-        join_attempts: field(config, "joinAttempts")
-            .ok_or(bad!("joinAttempts must be a whole number >= 0"))?,
+        room: get(config, "room").as_string().ok_or("room")?,
+        url: typed(config, "url")?,
+        token: typed(config, "token")?,
+        capacity: typed(config, "capacity")?,
+        retry: section(config, "retry", retry)?,
+        ice: section(config, "ice", ice)?,
+        heartbeat_interval_ms: typed(config, "heartbeatIntervalMs")?,
+        heartbeat_timeout_ms: typed(config, "heartbeatTimeoutMs")?,
+        connect_timeout_ms: typed(config, "connectTimeoutMs")?,
+        join_attempts: typed(config, "joinAttempts")?,
     })
 }

@@ -1,7 +1,13 @@
 //! Small bridges between Rust and JS: pass-through values, time, typed errors, and the
 //! browser methods the shell calls while its state is borrowed.
 
-use js_sys::{Array, Object, Promise, Reflect};
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
 use web_sys::RtcPeerConnection;
 
@@ -127,6 +133,129 @@ pub fn describe(err: &JsValue) -> String {
 /// An `invalid-argument` error (never fatal: the call is refused, the session goes on).
 pub fn invalid(message: impl Into<String>) -> JsValue {
     error_value(&SdkError::new(code::INVALID_ARGUMENT, message, false))
+}
+
+/// `code` and `reason` of a WebSocket `close` event (1006: it had none). Read as properties:
+/// an `instanceof` and two getters per event type cost package size for nothing.
+pub fn close_of(event: &JsValue) -> (u16, String) {
+    let code = get(event, "code").as_f64().map_or(1006, |c| c as u16);
+    (code, get(event, "reason").as_string().unwrap_or_default())
+}
+
+/// `data` of a `message` event, if it is text.
+pub fn text_of(event: &JsValue) -> Option<String> {
+    get(event, "data").as_string()
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis`: one import, where `web_sys::window()` costs an `instanceof` and four.
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL: JsValue;
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+    /// Anything with `addEventListener` (a pc, a socket, a stream, the page).
+    type Target;
+    #[wasm_bindgen(method, catch, js_name = addEventListener)]
+    fn add_listener(this: &Target, name: &str, f: &Function) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch, js_name = removeEventListener)]
+    fn remove_listener(this: &Target, name: &str, f: &Function) -> Result<(), JsValue>;
+}
+
+pub fn global() -> JsValue {
+    GLOBAL.with(JsValue::clone)
+}
+
+/// Calls `f` once after `ms` (for Promise rejections: nothing to cancel, nothing to drop).
+pub fn after(f: &Function, ms: i32) {
+    let _ = set_timeout(f, ms);
+}
+
+/// A timer that fires once unless dropped first (what gloo-timers' `Timeout` does, without its
+/// own imports and code; see docs/benchmarks.md).
+pub struct Timer {
+    id: JsValue,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    pub fn new(ms: u32, f: impl FnOnce() + 'static) -> Timer {
+        let mut f = Some(f);
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            if let Some(f) = f.take() {
+                f();
+            }
+        });
+        let id = set_timeout(callback.as_ref().unchecked_ref(), ms.min(i32::MAX as u32) as i32);
+        Timer {
+            id,
+            _callback: callback,
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        clear_timeout(&self.id);
+    }
+}
+
+type Settled = Box<dyn FnOnce(Result<JsValue, JsValue>)>;
+type Pair = (Closure<dyn FnMut(JsValue)>, Closure<dyn FnMut(JsValue)>);
+
+/// Calls `f` once with the outcome of `promise` (any value: a non-Promise settles at once,
+/// in a later microtask). The two closures live until then and are freed on settling: this
+/// is what wasm-bindgen-futures' `JsFuture` + `spawn_local` did for this crate, without the
+/// executor's code and imports (see docs/benchmarks.md). A Promise that never settles keeps
+/// them, as a pending `JsFuture` would.
+pub fn settle(promise: &JsValue, f: Settled) {
+    let slot: Rc<RefCell<Option<Pair>>> = Rc::default();
+    let f = Rc::new(Cell::new(Some(f)));
+    let make = |ok: bool| {
+        let (slot, f) = (slot.clone(), f.clone());
+        Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
+            let pair = slot.borrow_mut().take();
+            if let Some(f) = f.take() {
+                f(if ok { Ok(v) } else { Err(v) });
+            }
+            drop(pair); // frees both closures (this one once the call returns)
+        })
+    };
+    let (on_ok, on_err) = (make(true), make(false));
+    let _ = Promise::resolve(promise).then2(&on_ok, &on_err);
+    *slot.borrow_mut() = Some((on_ok, on_err));
+}
+
+/// An event listener that lives as long as this value: added when made, removed on drop.
+/// (gloo-events does the same with an options object: three more imports and its code, ~0.2 KB
+/// gzip that the package's budget cannot spare; see docs/benchmarks.md.)
+pub struct Listener {
+    target: Target,
+    name: &'static str,
+    callback: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Listener {
+    pub fn new(target: &JsValue, name: &'static str, mut f: impl FnMut(&JsValue) + 'static) -> Listener {
+        let callback = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| f(&e));
+        let target: Target = target.clone().unchecked_into();
+        let _ = target.add_listener(name, callback.as_ref().unchecked_ref());
+        Listener {
+            target,
+            name,
+            callback,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_listener(self.name, self.callback.as_ref().unchecked_ref());
+    }
 }
 
 pub fn now() -> f64 {

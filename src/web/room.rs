@@ -19,24 +19,18 @@ use std::{
     rc::{Rc, Weak},
 };
 
-use gloo_events::EventListener;
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise};
 use litemap::LiteMap;
 use rtcroom_protocol::{js::ToJs, valid_room_name, IceCandidate, SdpKind, SessionDescription, SignalPayload};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{
-    CloseEvent, MediaStream, MessageEvent, RtcConfiguration, RtcPeerConnection, RtcPeerConnectionIceEvent,
-    RtcTrackEvent, WebSocket,
-};
+use web_sys::{MediaStream, RtcConfiguration, RtcPeerConnection, WebSocket};
 
 use super::{
     decode::{
         client_msg_json, ice_candidate, raw_config, server_msg_from_json, signal_payload,
         signal_payload_value, Js,
     },
-    js::{self, describe, error_value, invalid, now, object, stats_value},
+    js::{self, describe, error_value, invalid, now, object, stats_value, Listener, Timer},
     stats::{counters_value, get_stats, summary_value, trace_config},
     transport::{Socket, TransportEvent},
 };
@@ -76,7 +70,7 @@ struct PcShell {
     /// Remote streams by id, as their `track` events brought them.
     remote: Vec<(String, MediaStream)>,
     _channel: Option<JsValue>,
-    listeners: Vec<EventListener>,
+    listeners: Vec<Listener>,
 }
 
 impl Drop for PcShell {
@@ -89,7 +83,7 @@ impl Drop for PcShell {
 struct TraceSocket {
     id: u32,
     ws: WebSocket,
-    _listeners: [EventListener; 3],
+    _listeners: [Listener; 3],
 }
 
 impl Drop for TraceSocket {
@@ -124,15 +118,15 @@ struct State {
     end_waiters: Vec<(u32, Function)>,
     final_waiters: Vec<(u32, Function)>,
     close_waiters: Vec<(PcId, Function)>,
-    drain_timer: Option<Timeout>,
-    timer: Option<(f64, Timeout)>,
+    drain_timer: Option<Timer>,
+    timer: Option<(f64, Timer)>,
     join_waiters: Vec<(Function, Function)>,
     leave_waiters: Vec<Function>,
     requests: Vec<(RequestId, Function, Function)>,
     next_request: RequestId,
     /// `pagehide` and `beforeunload`: leave when the page goes away (Firefox closes the page's
     /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others).
-    page_exit: Vec<EventListener>,
+    page_exit: Vec<Listener>,
 }
 
 /// The executor: the room's state, the input queue, and the app calls to make after the loop.
@@ -287,7 +281,7 @@ fn set_timer(shared: &Rc<Shared>, at: f64) {
             feed(&weak, Input::Tick);
         }
     };
-    st.timer = Some((at, Timeout::new(delay, tick)));
+    st.timer = Some((at, Timer::new(delay, tick)));
 }
 
 // ---- signaling
@@ -373,15 +367,18 @@ fn later(
     read: impl FnOnce(JsValue) -> OpOutput + 'static,
 ) {
     let weak = Rc::downgrade(shared);
-    spawn_local(async move {
-        let result = match JsFuture::from(promise).await {
-            Ok(value) => Ok(read(value)),
-            Err(err) => Err(describe(&err)),
-        };
-        if let Some(op) = op {
-            feed(&weak, Input::Done { op, result });
-        }
-    });
+    js::settle(
+        &promise,
+        Box::new(move |outcome| {
+            let result = match outcome {
+                Ok(value) => Ok(read(value)),
+                Err(err) => Err(describe(&err)),
+            };
+            if let Some(op) = op {
+                feed(&weak, Input::Done { op, result });
+            }
+        }),
+    );
 }
 
 fn sdp_kind(kind: &str) -> Option<SdpKind> {
@@ -472,8 +469,8 @@ fn browser(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, call: BrowserCall) {
         BrowserCall::GetStats => {
             let weak = Rc::downgrade(shared);
             let promise = js::get_stats(&pc);
-            spawn_local(async move {
-                let result = match get_stats(promise).await {
+            get_stats(promise, move |outcome| {
+                let result = match outcome {
                     Ok(stats) => Ok(OpOutput::Stats(stats)),
                     Err(err) => Err(describe(&err)),
                 };
@@ -501,13 +498,12 @@ fn create_pc(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, peer: &str) {
     }
     let weak = Rc::downgrade(shared);
     let on = move |event: PcEvent| feed(&weak, Input::Pc { pc: id, event });
-    let listen =
-        |name: &'static str, f: Box<dyn Fn(&web_sys::Event)>| EventListener::new(&pc, name, move |e| f(e));
+    let listen = |name: &'static str, f: Box<dyn Fn(&JsValue)>| Listener::new(&pc, name, move |e| f(e));
     let state_of = |property: &'static str, make: fn(String) -> PcEvent| {
         let (on, reader) = (on.clone(), pc.clone());
-        Box::new(move |_: &web_sys::Event| {
+        Box::new(move |_: &JsValue| {
             on(make(js::get(&reader, property).as_string().unwrap_or_default()));
-        }) as Box<dyn Fn(&web_sys::Event)>
+        }) as Box<dyn Fn(&JsValue)>
     };
     let mut listeners = vec![
         listen("negotiationneeded", {
@@ -517,9 +513,13 @@ fn create_pc(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, peer: &str) {
         listen("icecandidate", {
             let on = on.clone();
             Box::new(move |e| {
-                if let Some(event) = e.dyn_ref::<RtcPeerConnectionIceEvent>() {
-                    let candidate = event.candidate().and_then(|c| ice_candidate(c.to_json().into()));
-                    on(PcEvent::IceCandidate(candidate));
+                // null: gathering is complete. (An RTCIceCandidate's fields are read as its
+                // properties, as from its toJSON().)
+                let candidate = js::get(e, "candidate");
+                if candidate.is_null() {
+                    on(PcEvent::IceCandidate(None));
+                } else if let Some(candidate) = ice_candidate(candidate) {
+                    on(PcEvent::IceCandidate(Some(candidate)));
                 }
             })
         }),
@@ -561,18 +561,17 @@ fn create_pc(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, peer: &str) {
 
 /// `track` events: the stream is kept (the app gets it with `stream-added`) and watched for
 /// losing its last track.
-fn remote_tracks(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection) -> EventListener {
+fn remote_tracks(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection) -> Listener {
     let weak = Rc::downgrade(shared);
-    EventListener::new(pc, "track", move |e| {
-        let Some(event) = e.dyn_ref::<RtcTrackEvent>() else {
-            return;
-        };
-        let Ok(stream) = event.streams().get(0).dyn_into::<MediaStream>() else {
-            return;
-        };
+    Listener::new(pc, "track", move |e| {
+        let stream = js::get(&js::get(e, "streams"), "0");
+        if !stream.is_object() {
+            return; // a track without a stream: the room has no role for it
+        }
+        let stream = MediaStream::unchecked_from_js(stream);
         let Some(shared) = weak.upgrade() else { return };
         let stream_id = js::id(&stream);
-        let track = event.track();
+        let track = js::get(e, "track");
         {
             let mut st = shared.state.borrow_mut();
             let Some(shell) = st.pcs.get_mut(&id) else {
@@ -583,7 +582,7 @@ fn remote_tracks(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection) -> Event
                 let (watched, sid) = (Clone::clone(&stream), stream_id.clone());
                 shell
                     .listeners
-                    .push(EventListener::new(&stream, "removetrack", move |_| {
+                    .push(Listener::new(&stream, "removetrack", move |_| {
                         if js::tracks(&watched).length() == 0 {
                             let event = PcEvent::StreamEmptied { stream: sid.clone() };
                             feed(&watch, Input::Pc { pc: id, event });
@@ -625,9 +624,9 @@ fn trace(shared: &Rc<Shared>, action: TraceAction) {
                     return shared.queue.borrow_mut().push_back(Input::TraceSocket(event));
                 }
             };
-            let listen = |name: &'static str, make: fn(u32, &web_sys::Event) -> Option<TraceSocketEvent>| {
+            let listen = |name: &'static str, make: fn(u32, &JsValue) -> Option<TraceSocketEvent>| {
                 let weak = Rc::downgrade(shared);
-                EventListener::new(&ws, name, move |e| {
+                Listener::new(&ws, name, move |e| {
                     if let Some(event) = make(socket, e) {
                         feed(&weak, Input::TraceSocket(event));
                     }
@@ -636,13 +635,11 @@ fn trace(shared: &Rc<Shared>, action: TraceAction) {
             let listeners = [
                 listen("open", |socket, _| Some(TraceSocketEvent::Open { socket })),
                 listen("message", |socket, e| {
-                    let text = e.dyn_ref::<MessageEvent>()?.data().as_string()?;
+                    let text = js::text_of(e)?;
                     Some(TraceSocketEvent::Message { socket, text })
                 }),
                 listen("close", |socket, e| {
-                    let (code, reason) = e
-                        .dyn_ref::<CloseEvent>()
-                        .map_or((1006, String::new()), |c| (c.code(), c.reason()));
+                    let (code, reason) = js::close_of(e);
                     Some(TraceSocketEvent::Closed { socket, code, reason })
                 }),
             ];
@@ -685,13 +682,15 @@ fn arm_drain_check(shared: &Rc<Shared>) {
         return;
     }
     let weak = Rc::downgrade(shared);
-    st.drain_timer = Some(Timeout::new(DRAIN_CHECK_MS, move || {
+    st.drain_timer = Some(Timer::new(DRAIN_CHECK_MS, move || {
         let Some(shared) = weak.upgrade() else { return };
         let (drained, pending) = {
             let mut st = shared.state.borrow_mut();
             st.drain_timer = None;
-            let (drained, pending): (Vec<_>, Vec<_>) =
-                st.trace_sockets.iter().partition(|s| s.ws.buffered_amount() == 0);
+            let (drained, pending): (Vec<_>, Vec<_>) = st
+                .trace_sockets
+                .iter()
+                .partition(|s| js::get(&s.ws, "bufferedAmount").as_f64() == Some(0.0));
             (
                 drained.iter().map(|s| s.id).collect::<Vec<_>>(),
                 !pending.is_empty(),
@@ -944,7 +943,7 @@ fn stream_event(shared: &Rc<Shared>, peer: &str, pc: PcId, stream: &str, role: &
 
 /// `ws(s)://<this page's host>/signal`: the default when the page is served by rtcroom-server.
 fn default_url() -> Option<String> {
-    let location = js::get(&js_sys::global(), "location");
+    let location = js::get(&js::global(), "location");
     let host = js::get(&location, "host").as_string()?;
     let secure = js::get(&location, "protocol").as_string()? == "https:";
     Some(crate::text::cat(&[
@@ -964,7 +963,11 @@ fn valid_metadata(metadata: &JsValue) -> bool {
 
 /// A `MediaStream` argument, checked (wasm-bindgen does not check imported types).
 fn media_stream(stream: JsValue, message: &'static str) -> Result<MediaStream, JsValue> {
-    stream.dyn_into::<MediaStream>().map_err(|_| invalid(message))
+    // Duck-typed (the package entry checks `instanceof MediaStream` before).
+    match js::get(&stream, "getTracks").is_function() {
+        true => Ok(MediaStream::unchecked_from_js(stream)),
+        false => Err(invalid(message)),
+    }
 }
 
 fn busy() -> ! {
@@ -1159,12 +1162,12 @@ impl RoomCore {
         if let Ok(mut st) = self.shared.state.try_borrow_mut() {
             st.join_waiters.push((resolve, reject));
             if st.page_exit.is_empty() && st.room.state() == SessionState::Idle {
-                if let Some(window) = web_sys::window() {
+                let page = js::global();
+                if js::get(&page, "addEventListener").is_function() {
                     for name in ["pagehide", "beforeunload"] {
                         let weak = self.weak();
-                        let leave =
-                            move |_: &web_sys::Event| feed(&weak, Input::Leave { stop_tracks: false });
-                        st.page_exit.push(EventListener::new(&window, name, leave));
+                        let leave = move |_: &JsValue| feed(&weak, Input::Leave { stop_tracks: false });
+                        st.page_exit.push(Listener::new(&page, name, leave));
                     }
                 }
             }
@@ -1313,21 +1316,28 @@ impl RoomCore {
         promise
     }
 
-    /// Ends a generation; resolves with its counters once it has delivered what it could.
-    #[wasm_bindgen(js_name = traceClose)]
-    pub fn trace_close(&self, generation: u32) -> Promise {
+    /// `StatsTrace`'s waits, one entry for three: `"close"` ends generation `n` and resolves
+    /// with its counters once it has delivered what it could; `"final"` takes the final getStats
+    /// of generation `n`'s open pcs and resolves when they are in; `"pc"` says app pc `n` is
+    /// about to close and resolves once its final getStats and `close` are recorded.
+    #[wasm_bindgen(js_name = traceWait)]
+    pub fn trace_wait(&self, what: &str, n: u32) -> Promise {
         let (promise, resolve, _) = promise();
-        self.write(|st| st.end_waiters.push((generation, resolve)));
-        feed(&self.weak(), Input::TraceClose { generation });
-        promise
-    }
-
-    /// The final getStats of a generation's open pcs; resolves when they are in.
-    #[wasm_bindgen(js_name = traceFinal)]
-    pub fn trace_final(&self, generation: u32) -> Promise {
-        let (promise, resolve, _) = promise();
-        self.write(|st| st.final_waiters.push((generation, resolve)));
-        feed(&self.weak(), Input::TraceFinal { generation });
+        let input = match what {
+            "close" => {
+                self.write(|st| st.end_waiters.push((n, resolve)));
+                Input::TraceClose { generation: n }
+            }
+            "final" => {
+                self.write(|st| st.final_waiters.push((n, resolve)));
+                Input::TraceFinal { generation: n }
+            }
+            _ => {
+                self.write(|st| st.close_waiters.push((n, resolve)));
+                Input::TraceClosing { pc: n }
+            }
+        };
+        feed(&self.weak(), input);
         promise
     }
 
@@ -1352,16 +1362,6 @@ impl RoomCore {
         id
     }
 
-    /// An app's traced pc is about to close: resolves once its final getStats and `close` are
-    /// recorded.
-    #[wasm_bindgen(js_name = traceClosing)]
-    pub fn trace_closing(&self, pc: u32) -> Promise {
-        let (promise, resolve, _) = promise();
-        self.write(|st| st.close_waiters.push((pc, resolve)));
-        feed(&self.weak(), Input::TraceClosing { pc });
-        promise
-    }
-
     fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         match self.shared.state.try_borrow_mut() {
             Ok(mut st) => f(&mut st),
@@ -1379,46 +1379,35 @@ impl RoomCore {
         self.read(|st| st.room.local_id().map(String::from))
     }
 
-    #[wasm_bindgen(js_name = peerIds)]
-    pub fn peer_ids(&self) -> Vec<String> {
-        self.read(|st| st.room.peer_ids().map(String::from).collect())
-    }
-
-    #[wasm_bindgen(js_name = peerConnection)]
-    pub fn peer_connection(&self, id: &str) -> Option<RtcPeerConnection> {
+    /// What a `RemotePeer` shows: `{ state, metadata, peerConnection, streams: [{stream, role}] }`,
+    /// or null once the peer is gone. One call for all of it (each export costs package size).
+    pub fn peer(&self, id: &str) -> JsValue {
         self.read(|st| {
-            st.room
-                .peer_pc(id)
-                .and_then(|pc| st.pcs.get(&pc))
-                .map(|p| p.pc.clone())
-        })
-    }
-
-    #[wasm_bindgen(js_name = peerState)]
-    pub fn peer_state(&self, id: &str) -> Option<String> {
-        self.read(|st| st.room.peer_state(id).map(|s| s.as_str().to_string()))
-    }
-
-    #[wasm_bindgen(js_name = peerMetadata)]
-    pub fn peer_metadata(&self, id: &str) -> JsValue {
-        self.read(|st| st.room.peer_metadata(id).map_or(JsValue::NULL, |m| m.0.clone()))
-    }
-
-    /// `[{stream, role}]` received from a peer.
-    #[wasm_bindgen(js_name = peerStreams)]
-    pub fn peer_streams(&self, id: &str) -> Array {
-        self.read(|st| {
-            let list = Array::new();
+            let Some(state) = st.room.peer_state(id) else {
+                return JsValue::NULL;
+            };
             let shell = st.room.peer_pc(id).and_then(|pc| st.pcs.get(&pc));
+            let streams = Array::new();
             for (stream, role) in st.room.peer_streams(id) {
                 let media = shell
                     .and_then(|s| s.remote.iter().find(|(r, _)| r == stream))
                     .map(|(_, m)| Clone::clone(m));
                 if let Some(media) = media {
-                    list.push(&object(&[("stream", media.into()), ("role", role.into())]));
+                    streams.push(&object(&[("stream", media.into()), ("role", role.into())]));
                 }
             }
-            list
+            object(&[
+                ("state", state.as_str().into()),
+                (
+                    "metadata",
+                    st.room.peer_metadata(id).map_or(JsValue::NULL, |m| m.0.clone()),
+                ),
+                (
+                    "peerConnection",
+                    shell.map_or(JsValue::NULL, |s| s.pc.clone().into()),
+                ),
+                ("streams", streams.into()),
+            ])
         })
     }
 }

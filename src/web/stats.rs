@@ -3,7 +3,6 @@
 
 use js_sys::{Array, Object, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use super::js::{self, object, stats_value};
 use crate::stats::{AckMode, Counters, MediaSummary, Summary, TraceConfig, Value};
@@ -39,17 +38,17 @@ pub(super) fn summary_value(summary: &Summary) -> JsValue {
 /// started just before `close()`.
 const GET_STATS_TIMEOUT_MS: i32 = 1000;
 
-/// A getStats result as a plain stats value (report id → report); an error after
-/// [`GET_STATS_TIMEOUT_MS`].
-pub(super) async fn get_stats(promise: Promise) -> Result<Value, JsValue> {
-    let timeout = Promise::new(&mut |_, reject| {
-        if let Some(window) = web_sys::window() {
-            let _ =
-                window.set_timeout_with_callback_and_timeout_and_arguments_0(&reject, GET_STATS_TIMEOUT_MS);
-        }
-    });
-    let report = JsFuture::from(Promise::race(&Array::of2(&promise, &timeout))).await?;
-    Ok(stats_value(&Object::from_entries(&report)?.into()))
+/// Calls `f` with a getStats result as a plain stats value (report id → report), or an error
+/// after [`GET_STATS_TIMEOUT_MS`].
+pub(super) fn get_stats(promise: Promise, f: impl FnOnce(Result<Value, JsValue>) + 'static) {
+    let timeout = Promise::new(&mut |_, reject| js::after(&reject, GET_STATS_TIMEOUT_MS));
+    let race = Promise::race(&Array::of2(&promise, &timeout));
+    js::settle(
+        &race,
+        Box::new(move |report| {
+            f(report.and_then(|r| Ok(stats_value(&Object::from_entries(&r)?.into()))));
+        }),
+    );
 }
 
 pub(super) fn counters_value(counters: &Counters) -> JsValue {

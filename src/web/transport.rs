@@ -6,11 +6,11 @@
 //!
 //! Listeners and closures live in [`Socket`] and are detached when it is dropped.
 
-use gloo_events::EventListener;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
-use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use web_sys::WebSocket;
+
+use super::js::Listener;
 
 /// What a transport reports, tagged by the caller with the socket's generation so late events
 /// of a replaced socket are ignored.
@@ -23,7 +23,7 @@ pub enum TransportEvent {
 pub enum Socket {
     WebSocket {
         ws: WebSocket,
-        _listeners: [EventListener; 3],
+        _listeners: [Listener; 3],
     },
     Custom {
         target: JsValue,
@@ -53,22 +53,18 @@ impl Socket {
             .map_err(|err| crate::text::cat(&["cannot open ", url, ": ", &super::js::describe(&err)]))?;
         let open = {
             let on_event = on_event.clone();
-            EventListener::new(&ws, "open", move |_| on_event(TransportEvent::Open))
+            Listener::new(&ws, "open", move |_| on_event(TransportEvent::Open))
         };
         let message = {
             let on_event = on_event.clone();
-            EventListener::new(&ws, "message", move |event| {
-                let data = event.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string());
-                if let Some(text) = data {
+            Listener::new(&ws, "message", move |event| {
+                if let Some(text) = super::js::text_of(event) {
                     on_event(TransportEvent::Message(text));
                 }
             })
         };
-        let close = EventListener::new(&ws, "close", move |event| {
-            let (code, reason) = event
-                .dyn_ref::<CloseEvent>()
-                .map(|c| (c.code(), c.reason()))
-                .unwrap_or((1006, String::new()));
+        let close = Listener::new(&ws, "close", move |event| {
+            let (code, reason) = super::js::close_of(event);
             on_event(TransportEvent::Closed { code, reason });
         });
         Ok(Socket::WebSocket {
@@ -117,16 +113,17 @@ impl Socket {
         let _ = Reflect::set(target, &"onmessage".into(), on_message.as_ref());
         let _ = Reflect::set(target, &"onclose".into(), on_close.as_ref());
         let connected = call_method(target, "connect", None);
-        spawn_local(async move {
-            let result = match connected {
-                Ok(value) => match value.dyn_into::<Promise>() {
-                    Ok(promise) => JsFuture::from(promise).await.map(|_| ()),
-                    Err(_) => Ok(()),
-                },
-                Err(err) => Err(err),
-            };
-            match result {
-                Ok(()) => on_event(TransportEvent::Open),
+        // Settled in a later microtask even when `connect()` returns nothing: `Open` never
+        // comes while the socket is being made.
+        let connected = connected.map(|v| if v.is_undefined() { JsValue::TRUE } else { v });
+        let outcome = match connected {
+            Ok(value) => value,
+            Err(err) => Promise::reject(&err).into(),
+        };
+        super::js::settle(
+            &outcome,
+            Box::new(move |result| match result {
+                Ok(_) => on_event(TransportEvent::Open),
                 Err(err) => {
                     let reason = Reflect::get(&err, &"message".into())
                         .ok()
@@ -136,8 +133,8 @@ impl Socket {
                         reason: reason.unwrap_or_default(),
                     });
                 }
-            }
-        });
+            }),
+        );
         Ok(Socket::Custom {
             target: target.clone(),
             _on_message: on_message,
