@@ -635,3 +635,130 @@ fn peer_stats_is_answered_with_or_without_the_stats_option() {
         );
     }
 }
+
+/// `StatsTrace` on the room core: an app's own pc traced through `Input::Trace*`, with the
+/// same tracer as the room's pcs. Generations are kept apart, the pc is sampled once connected,
+/// its final sample and `close` come before `PcClosed`, and every dump reads back valid.
+#[test]
+fn an_apps_own_pc_is_traced_on_the_same_core() {
+    use rtcroom::{
+        room::{PcId, StatsOptions},
+        stats::Value,
+    };
+    const APP: PcId = 1 << 31;
+    let mut w = World::new(3);
+    let mut c = config("tracer");
+    c.stats = Some(StatsOptions {
+        interval_ms: 500.0,
+        ..StatsOptions::default()
+    });
+    let n = w.add(c);
+    let connect = |w: &mut World| {
+        w.input(
+            n,
+            Input::TraceConnect {
+                client_info: Value::object(),
+                url: "ws://collector/rtcstats".into(),
+            },
+        );
+        w.run_for(100.0);
+        let opened = w.nodes[n].events.iter().rev().find_map(|e| match e {
+            RoomEvent::TraceOpened { generation } => Some(*generation),
+            _ => None,
+        });
+        opened.expect("the generation opened")
+    };
+    let g = connect(&mut w);
+    assert_eq!(w.nodes[n].room.trace_generation(), Some(g));
+    assert_eq!(w.nodes[n].room.trace_url(g), Some("ws://collector/rtcstats"));
+
+    w.nodes[n]
+        .pcs
+        .insert(APP, room::browser::SimPc::new(APP, "app".into()));
+    w.input(
+        n,
+        Input::TraceAttach {
+            pc: APP,
+            generation: g,
+            configuration: Value::object(),
+        },
+    );
+    let record = |w: &mut World, generation: u32, method: &str, value: Value| {
+        w.input(
+            n,
+            Input::TraceRecord {
+                generation,
+                pc: Some(APP),
+                method: method.into(),
+                value,
+                extra: Vec::new(),
+            },
+        );
+    };
+    // A record naming the wrong generation is dropped; the right one counts, and
+    // `connected` starts the pc's schedule.
+    record(&mut w, g + 7, "createOffer", Value::str("stale"));
+    record(&mut w, g, "onconnectionstatechange", Value::str("connected"));
+    w.run_for(1200.0);
+    let stats: Vec<_> = w.nodes[n]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RoomEvent::PcStats { pc, trace, .. } => Some((*pc, trace.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(stats.len() >= 3, "first sample + every 500 ms: {stats:?}");
+    assert!(stats.iter().all(|s| *s == (APP, Some((g, "PC_0".to_string())))));
+
+    // The pc closes: final sample, `close`, then `PcClosed`.
+    w.input(n, Input::TraceClosing { pc: APP });
+    w.run_for(200.0);
+    assert!(w.nodes[n].events.contains(&RoomEvent::PcClosed { pc: APP }));
+
+    // A second generation ends the first; a stale close of the first is answered at once.
+    let g2 = connect(&mut w);
+    assert!(g2 > g);
+    w.input(n, Input::TraceFinal { generation: g2 });
+    w.input(n, Input::TraceClose { generation: g2 });
+    w.run_for(8000.0);
+    let ended = |w: &World, generation: u32| {
+        w.nodes[n]
+            .events
+            .iter()
+            .filter(|e| matches!(e, RoomEvent::TraceEnded { generation: x, .. } if *x == generation))
+            .count()
+    };
+    assert_eq!((ended(&w, g), ended(&w, g2)), (1, 1));
+    assert!(w.nodes[n]
+        .events
+        .contains(&RoomEvent::TraceFinalsDone { generation: g2 }));
+    w.input(n, Input::TraceClose { generation: g });
+    w.run_for(10.0);
+    assert_eq!(ended(&w, g), 2, "a stale close resolves too");
+    assert_eq!(w.nodes[n].room.trace_generation(), None);
+
+    let dumps: Vec<_> = w.dumps(n).into_iter().map(|d| d.expect("a valid dump")).collect();
+    assert_eq!(dumps.len(), 2);
+    let methods: Vec<(&str, Option<&str>, Vec<Value>)> = dumps[0]
+        .events
+        .iter()
+        .filter(|e| e.pc.is_some())
+        .map(|e| (e.method.as_str(), e.pc.as_deref(), e.extra.clone()))
+        .collect();
+    assert_eq!(methods.first().map(|m| m.0), Some("create"));
+    assert!(
+        !methods.iter().any(|m| m.0 == "createOffer"),
+        "the stale record stayed out"
+    );
+    let n_methods = methods.len();
+    assert_eq!(methods[n_methods - 1].0, "close", "{methods:?}");
+    assert_eq!(
+        (methods[n_methods - 2].0, methods[n_methods - 2].2.clone()),
+        ("getStats", vec![Value::str("close")])
+    );
+    assert!(
+        dumps[1].events.iter().all(|e| e.pc.is_none()),
+        "nothing of the pc in the second dump"
+    );
+}

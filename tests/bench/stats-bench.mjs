@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Stats tracing benchmark: rtcroom's StatsTraceCore (wasm) against the `rtcstats` npm package
+// Stats tracing benchmark: rtcroom's tracer core (`RoomCore.tracer()`, wasm) against the `rtcstats` npm package
 // (5.2.0, devDependency), both fed THE SAME getStats reports in the same headless Chromium page,
 // both sending to the real rtcroom-server collector (/rtcstats). Not a test: prints tables.
 //
@@ -24,14 +24,14 @@
 //    loop task, alternating which one runs first. The page is cross-origin isolated (it and pkg/
 //    are served with COOP/COEP from a second loopback port) so performance.now() has 5 µs
 //    resolution instead of 100 µs.
-//      - ours: core.record(g, 'getStats', pcId, report, undefined) on an exported StatsTraceCore
+//      - ours: core.record(g, 'getStats', pcId, report, undefined) on `RoomCore.tracer()`
 //        (wasm): converts the JS object, delta-compresses, encodes JSON, sends.
 //      - rtcstats: the body of its getStats callback: `base = JSON.parse(JSON.stringify(now))`,
 //        `trace('getstats', id, deltaCompression(prev, now))`, `prev = base`, where
 //        deltaCompression is the package's own function text and trace is trace-ws.js's own
 //        function (JSON.stringify([method, id, value, Date.now()]) + ws.send).
 // 4. A CPU profile (CDP, 50 µs sampling) of ours alone, on the same schedule: where the time of
-//    StatsTraceCore.record goes (Rust function names with --pkg-dir of a names-kept build).
+//    RoomCore.record goes (Rust function names with --pkg-dir of a names-kept build).
 import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
@@ -364,9 +364,8 @@ async function feed(page, reports, opts) {
     if (deltaCompression.toString() !== dcSrc) throw new Error('deltaCompression text changed on evaluation');
 
     // ours: the exported wasm class, one generation, one traced pc per pass (fresh compressor).
-    const core = new B.wasm.StatsTraceCore({ intervalMs: 0 }, () => {});
-    let g;
-    await new Promise((resolve, reject) => { g = core.connect(B.wsUrl, {}, resolve, reject); });
+    const core = B.wasm.RoomCore.tracer({ intervalMs: 0 }, () => {});
+    const g = await core.traceConnect(B.wsUrl, {});
     const dummy = new RTCPeerConnection();
     // rtcstats: trace-ws.js's trace on its own socket.
     const tw = B.traceWs(traceWsSrc);
@@ -385,7 +384,7 @@ async function feed(page, reports, opts) {
       const t1 = performance.now();
       const out = sent;
       sent = null;
-      if (!ok) st.refused++;
+      if (ok === false) st.refused++;
       return { ms: t1 - t0, sendMs, out };
     };
     // The body of rtcstats' getStats callback (promise path), `now` being the plain report.
@@ -412,7 +411,7 @@ async function feed(page, reports, opts) {
     for (let pass = 0; pass < passes + warmup; pass++) {
       const set = pass % 2;
       const list = reports[set];
-      const oursSt = { id: core.attach(g, dummy, {}), refused: 0 };
+      const oursSt = { id: core.traceAttach(g, dummy, {}), refused: 0 };
       const rtcSt = { id: `PC_${pass}`, prev: {} };
       await sleep(gapMs);
       for (let i = 0; i < list.length; i++) {
@@ -454,7 +453,7 @@ async function profileOurs(page, opts) {
     const { core, g, dummy, reports } = B.feed;
     let busy = 0;
     for (let pass = 0; pass < passes; pass++) {
-      const id = core.attach(g, dummy, {});
+      const id = core.traceAttach(g, dummy, {});
       for (const report of reports[pass % 2]) {
         await B.sleep(gapMs);
         const t = performance.now();
@@ -472,7 +471,7 @@ async function profileOurs(page, opts) {
   const self = new Map(profile.nodes.map((n) => [n.id, 0]));
   profile.samples.forEach((id, k) => self.set(id, self.get(id) + (profile.timeDeltas[k + 1] ?? 0)));
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  // Only what runs inside StatsTraceCore.record (the bench's loop and timers are left out).
+  // Only what runs inside RoomCore.record (the bench's loop and timers are left out).
   const isRecord = (n) => n.callFrame.functionName === 'record' && n.callFrame.url.endsWith('/rtcroom.js');
   const inside = new Set();
   const mark = (id, under) => {
@@ -573,7 +572,7 @@ for (const kind of ['ours', 'rtcstats']) {
 }
 const avg = (kind, key) => mean(bytes[kind].map((s) => s[key])) * scale;
 
-console.log(`\nstats tracing: rtcroom StatsTraceCore vs rtcstats ${RTCSTATS_VERSION}, two-peer audio+video call, headless ${version}`);
+console.log(`\nstats tracing: rtcroom RoomCore.tracer() vs rtcstats ${RTCSTATS_VERSION}, two-peer audio+video call, headless ${version}`);
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}; node ${process.version}; run ${wallS.toFixed(0)} s; ` +
   `machine busy ${busyCores.toFixed(2)} of ${cpus().length} cores on average (this bench included); loadavg before: ${load0}, after: ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
 console.log(`reports: ${opts.samples} getStats per pc every ${opts.intervalMs} ms from a live call (connected in ${Math.round(call.connectMs)} ms); ` +
@@ -618,7 +617,7 @@ console.log(`rtcstats median split: prev copy (JSON.parse(JSON.stringify)) ${ms(
   `deltaCompression ${ms(median(parts.map((p) => p.delta)))}, trace (JSON.stringify + ws.send) ${ms(median(parts.map((p) => p.send)))} ms; ` +
   `not timed for either: Object.fromEntries(RTCStatsReport) median ${ms(median(call.fromEntriesMs))} ms`);
 const pShare = (v) => `${((100 * v) / prof.total).toFixed(0)} %`;
-console.log(`rtcroom CPU profile of StatsTraceCore.record, self time (${opts.profilePasses} passes alone, same schedule, ${ms(prof.wallMs / (opts.profilePasses * opts.samples))} ms per sample under the profiler): ` +
+console.log(`rtcroom CPU profile of RoomCore.record, self time (${opts.profilePasses} passes alone, same schedule, ${ms(prof.wallMs / (opts.profilePasses * opts.samples))} ms per sample under the profiler): ` +
   Object.entries(prof.cats).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${pShare(v)}`).join(', '));
 console.log(`  top self time: ${prof.top.map(([k, v]) => `${k} ${pShare(v)}`).join('; ')}`);
 if (prof.inclusive.some(([k]) => k.includes('::'))) {
