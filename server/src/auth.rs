@@ -10,7 +10,7 @@ use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::resume::Binding;
+use rtcroom_hub::Binding;
 
 /// Claims of a signaling token. `room` is required. `peerId` and `metadata` are optional; when
 /// present, they are what the peer gets, whatever its `join` says. `sub` names the user.

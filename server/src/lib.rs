@@ -7,7 +7,6 @@
 pub mod auth;
 pub mod hub;
 pub mod limits;
-pub mod resume;
 pub mod rtcstats;
 pub mod signal;
 
@@ -178,13 +177,15 @@ impl App {
                     token_ttl: Duration::from_millis(config.resume_grace_ms + config.heartbeat_timeout_ms),
                     resume_probe: Duration::from_millis(config.heartbeat_timeout_ms.clamp(100, 2000)),
                 },
-                resume::ResumeKeys::new(config.resume_secret.as_deref()),
+                rtcroom_hub::ResumeKeys::new(config.resume_secret.as_deref()),
             )),
             signal: SignalSettings {
-                max_frame: config.max_frame_bytes,
-                rate: config.rate_limit,
-                burst: config.rate_burst,
-                max_violations: config.max_violations,
+                frames: hub::FrameLimits {
+                    max_frame: config.max_frame_bytes,
+                    rate: config.rate_limit,
+                    burst: config.rate_burst,
+                    max_violations: config.max_violations,
+                },
                 heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
                 ping_interval: Duration::from_millis(config.ping_interval_ms.max(10)),
                 join_timeout: Duration::from_millis(config.join_timeout_ms.max(10)),

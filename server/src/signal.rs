@@ -22,7 +22,7 @@ use futures_util::{
     stream::{SplitSink, SplitStream},
     SinkExt, StreamExt,
 };
-use rtcroom_protocol::{ClientMsg, ErrorCode, LeaveReason};
+use rtcroom_protocol::{ErrorCode, LeaveReason};
 use serde::Deserialize;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_tungstenite::tungstenite;
@@ -30,22 +30,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{self, SignalClaims},
-    hub::{close_code, ConnHandle, ConnId, JoinRequest, Outgoing, RateLimiter, Raw, OUTGOING_QUEUE},
-    resume::Binding,
+    hub::{close_code, ConnHandle, FrameLimits, Grant, Outgoing, Reader, WsLink, OUTGOING_QUEUE},
     App,
 };
+use rtcroom_hub::Binding;
 
 /// Per-connection limits and timers.
 #[derive(Debug, Clone)]
 pub struct SignalSettings {
-    /// Largest text frame accepted; larger ones get `frame-too-large`, and frames over four
-    /// times this close the socket (1009).
-    pub max_frame: usize,
-    /// Frames per second (token bucket refill) and burst.
-    pub rate: u32,
-    pub burst: u32,
-    /// Violations (oversize, rate, malformed) tolerated before the client is kicked.
-    pub max_violations: u32,
+    /// Frame size, rate and violation limits. Frames over four times `max_frame` close the
+    /// socket (1009).
+    pub frames: FrameLimits,
     /// A client silent (no frame, no pong) this long is removed with `peer-left(timeout)`.
     pub heartbeat_timeout: Duration,
     /// How often the server sends WebSocket pings.
@@ -96,8 +91,8 @@ fn upgrade_with(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let ws = ws
-        .max_message_size(settings.max_frame * 4)
-        .max_frame_size(settings.max_frame * 4)
+        .max_message_size(settings.frames.max_frame * 4)
+        .max_frame_size(settings.frames.max_frame * 4)
         // The default 128 KiB read buffer per socket made 10k idle clients cost 1.3 GB.
         .read_buffer_size(4096);
     let (claims, principal) = match &settings.jwt_secret {
@@ -141,17 +136,8 @@ fn close(code: u16, reason: &'static str) -> Message {
 
 struct Connection {
     app: Arc<App>,
-    conn: ConnId,
-    /// The room named by the URL (`Err` when path and query disagree).
-    room_hint: Result<Option<String>, ()>,
-    claims: Option<SignalClaims>,
-    principal: Binding,
-    limiter: RateLimiter,
-    /// Members of this connection's room (the hub keeps it current), for the rate limit.
-    room_size: Arc<std::sync::atomic::AtomicU32>,
-    violations: u32,
-    /// Kicked: nothing it sends counts any more.
-    kicked: bool,
+    /// The frame rules and decoding (the hub crate's, shared with the serverless hub).
+    reader: Reader,
 }
 
 impl Connection {
@@ -163,21 +149,31 @@ impl Connection {
         principal: Binding,
     ) {
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
-        let handle = ConnHandle::new(tx);
-        let (kill, seen, member) = (handle.kill.clone(), handle.seen.clone(), handle.member.clone());
+        let handle = ConnHandle::new(WsLink::new(tx));
+        let (kill, seen, member) = (
+            handle.link.kill.clone(),
+            handle.seen.clone(),
+            handle.member.clone(),
+        );
         let room_size = handle.room_size.clone();
         let conn = app.hub().register(handle);
         let settings = app.signal.clone();
+        let grant = claims.map(|c| Grant {
+            room: c.room,
+            peer_id: c.peer_id,
+            metadata: c.metadata,
+        });
         let this = Connection {
-            limiter: RateLimiter::new(settings.rate, settings.burst, Instant::now().into_std()),
+            reader: Reader::new(
+                conn,
+                settings.frames.clone(),
+                room_size,
+                room_hint,
+                grant,
+                principal,
+                Instant::now().into_std(),
+            ),
             app: app.clone(),
-            conn,
-            room_hint,
-            claims,
-            principal,
-            room_size,
-            violations: 0,
-            kicked: false,
         };
         let (sink, stream) = socket.split();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -220,9 +216,9 @@ impl Connection {
                     if last_seen.elapsed() >= settings.heartbeat_timeout {
                         if !evicted {
                             evicted = true;
-                            tracing::info!(conn = self.conn, "heartbeat timeout");
+                            tracing::info!(conn = self.reader.conn(), "heartbeat timeout");
                             self.app.hub().evict(
-                                self.conn,
+                                self.reader.conn(),
                                 LeaveReason::Timeout,
                                 (close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout"),
                             );
@@ -236,9 +232,12 @@ impl Connection {
                         last_seen = Instant::now();
                         seen.fetch_add(1, Ordering::Relaxed);
                         match message {
-                            Message::Text(text) => self.on_text(text.as_str(), last_seen),
-                            Message::Binary(_) if !self.kicked => self.violation(ErrorCode::MalformedFrame, "frames are JSON text"),
-                            Message::Binary(_) => {}
+                            Message::Text(text) => {
+                                // Decoded outside the hub's lock; only the outcome takes it.
+                                let read = self.reader.read(text.as_str(), last_seen.into_std());
+                                self.reader.apply(&mut self.app.hub(), read, last_seen.into_std());
+                            }
+                            Message::Binary(_) => self.reader.violation(&mut self.app.hub(), ErrorCode::MalformedFrame, "frames are JSON text"),
                             Message::Close(_) => break,
                             Message::Ping(_) | Message::Pong(_) => {}
                         }
@@ -260,114 +259,6 @@ impl Connection {
             }
         }
         done.cancel();
-    }
-    fn violation(&mut self, code: ErrorCode, message: &str) {
-        self.violations += 1;
-        let hub = &mut *self.app.hub();
-        if self.violations > self.app.signal.max_violations {
-            self.kicked = true;
-            tracing::info!(conn = self.conn, "too many violations, kicking");
-            hub.reject(self.conn, code, message, false);
-            hub.evict(
-                self.conn,
-                LeaveReason::Kicked,
-                (close_code::KICKED, "too many violations"),
-            );
-        } else {
-            hub.reject(self.conn, code, message, false);
-        }
-    }
-
-    fn on_text(&mut self, text: &str, now: Instant) {
-        if self.kicked {
-            return;
-        }
-        if text.len() > self.app.signal.max_frame {
-            let message = format!(
-                "frame of {} bytes exceeds the limit of {}",
-                text.len(),
-                self.app.signal.max_frame
-            );
-            return self.violation(ErrorCode::FrameTooLarge, &message);
-        }
-        let members = self.room_size.load(Ordering::Relaxed);
-        if !self.limiter.allow_in_room(now.into_std(), members) {
-            return self.violation(ErrorCode::RateLimited, "too many frames per second");
-        }
-        let msg = match serde_json::from_str::<ClientMsg<Raw>>(text) {
-            Ok(msg) => msg,
-            Err(err) => {
-                #[derive(Deserialize)]
-                struct Tagged<'a> {
-                    #[serde(rename = "type", borrow)]
-                    kind: Option<&'a str>,
-                }
-                let unknown = serde_json::from_str::<Tagged>(text)
-                    .ok()
-                    .and_then(|t| t.kind)
-                    .filter(|kind| !ClientMsg::<Raw>::TAGS.contains(kind));
-                return match unknown {
-                    Some(kind) => {
-                        self.violation(ErrorCode::UnknownType, &format!("unknown frame type {kind:?}"))
-                    }
-                    None => self.violation(ErrorCode::MalformedFrame, &format!("malformed frame: {err}")),
-                };
-            }
-        };
-        let conn = self.conn;
-        match msg {
-            ClientMsg::Join {
-                room,
-                version,
-                metadata,
-                resume,
-                capacity,
-            } => {
-                let room = match (&self.room_hint, room) {
-                    (Err(()), _) => Err("the URL path and query name different rooms"),
-                    (Ok(Some(hint)), Some(room)) if *hint != room => {
-                        Err("join.room differs from the room in the URL")
-                    }
-                    (Ok(hint), room) => room.or_else(|| hint.clone()).ok_or("join needs a room"),
-                };
-                let room = match room {
-                    Ok(room) => room,
-                    Err(message) => {
-                        return self
-                            .app
-                            .hub()
-                            .reject(conn, ErrorCode::InvalidArgument, message, true)
-                    }
-                };
-                let mut request = JoinRequest {
-                    room,
-                    version,
-                    metadata,
-                    resume,
-                    capacity,
-                    peer_id: None,
-                    principal: self.principal.clone(),
-                };
-                if let Some(claims) = &self.claims {
-                    if claims.room != request.room {
-                        let message = format!("the token does not allow room {}", request.room);
-                        return self
-                            .app
-                            .hub()
-                            .reject(conn, ErrorCode::Unauthorized, message, true);
-                    }
-                    request.peer_id = claims.peer_id.clone();
-                    if let Some(metadata) = &claims.metadata {
-                        request.metadata = Some(metadata.clone());
-                    }
-                }
-                self.app.hub().join(conn, request, now.into_std());
-            }
-            ClientMsg::Signal { to, payload } => self.app.hub().signal(conn, &to, &payload),
-            ClientMsg::Metadata { metadata } => self.app.hub().update_metadata(conn, metadata),
-            ClientMsg::Leave => self.app.hub().leave(conn),
-            ClientMsg::Ping { ts } => self.app.hub().ping(conn, ts),
-        }
     }
 }
 

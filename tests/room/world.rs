@@ -16,13 +16,25 @@ use rtcroom::{
     },
     stats::{dump, Action as TraceAction, Value},
 };
+use rtcroom_hub::{Binding, ConnHandle, ConnId, Full, HubLimits, JoinRequest, Link, Raw, ResumeKeys};
 use rtcroom_protocol::{ClientMsg, ServerMsg, SignalPayload};
-use rtcroom_server::{
-    hub::{ConnHandle, ConnId, Hub, HubLimits, JoinRequest, Outgoing, Raw},
-    resume::{Binding, ResumeKeys},
-};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+
+type Outgoing = rtcroom_hub::Outgoing<String>;
+type Hub = rtcroom_hub::Hub<Queue>;
+
+/// A connection's frames from the hub, waiting for the world to carry them.
+#[derive(Clone, Default)]
+pub struct Queue(std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<Outgoing>>>);
+
+impl Link for Queue {
+    type Text = String;
+    fn try_send(&self, out: Outgoing) -> Result<(), Full> {
+        self.0.borrow_mut().push_back(out);
+        Ok(())
+    }
+    fn kill(&self) {}
+}
 
 use super::browser::{Effects, Later, SimPc};
 
@@ -147,7 +159,7 @@ pub struct World {
     pub nodes: Vec<Node>,
     hub: Hub,
     hub_base: Instant,
-    conns: BTreeMap<ConnId, (usize, u32, mpsc::Receiver<Outgoing>)>,
+    conns: BTreeMap<ConnId, (usize, u32, Queue)>,
     /// The last delivery time per connection (TCP keeps order).
     last_delivery: BTreeMap<ConnId, f64>,
     secret: String,
@@ -402,9 +414,9 @@ impl World {
                     );
                     return;
                 }
-                let (tx, rx) = mpsc::channel(1024);
-                let conn = self.hub.register(ConnHandle::new(tx));
-                self.conns.insert(conn, (node, transport, rx));
+                let queue = Queue::default();
+                let conn = self.hub.register(ConnHandle::new(queue.clone()));
+                self.conns.insert(conn, (node, transport, queue));
                 self.nodes[node].transport = Some((transport, conn));
                 let delay = self.rng.between(self.delays.signaling.0, self.delays.signaling.1);
                 self.schedule(delay, Ev::Input(node, Input::TransportOpen { transport }));
@@ -434,7 +446,7 @@ impl World {
         at
     }
 
-    /// What `server/src/signal.rs` does with a client frame, minus sockets.
+    /// What `rtcroom_hub::Reader` does with a client frame, minus the limits.
     fn hub_frame(&mut self, conn: ConnId, text: &str) {
         let Ok(msg) = serde_json::from_str::<ClientMsg<Raw>>(text) else {
             panic!("the SDK sent a frame the server cannot read: {text}");
@@ -487,7 +499,7 @@ impl World {
     fn drain_hub(&mut self) {
         let mut deliveries = Vec::new();
         for (&conn, (node, transport, rx)) in self.conns.iter_mut() {
-            while let Ok(out) = rx.try_recv() {
+            while let Some(out) = rx.0.borrow_mut().pop_front() {
                 deliveries.push((conn, *node, *transport, out));
             }
         }

@@ -12,9 +12,11 @@
 //! - within one server process it must be the peer's current token (spent on use), and a token
 //!   from before a restart restores its peer once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ring::{digest, hmac};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use web_time::{SystemTime, UNIX_EPOCH};
 
 /// Who a resume token belongs to: a digest of the authenticated identity, or anonymous when
 /// the server takes no JWTs.
@@ -34,8 +36,8 @@ impl Binding {
 
     /// The binding of an authenticated identity (hashed: tokens never carry the identity).
     pub fn of(identity: &str) -> Binding {
-        let hash = digest::digest(&digest::SHA256, identity.as_bytes());
-        Binding(hex(&hash.as_ref()[..12]))
+        let hash = Sha256::digest(identity.as_bytes());
+        Binding(hex(&hash[..12]))
     }
 }
 
@@ -51,7 +53,7 @@ pub struct ResumeClaim {
 }
 
 pub struct ResumeKeys {
-    key: hmac::Key,
+    key: Hmac<Sha256>,
     /// Identifies this server process: tokens of another epoch come from before a restart.
     pub epoch: u64,
 }
@@ -76,9 +78,16 @@ impl ResumeKeys {
             _ => rand::random::<[u8; 32]>().to_vec(),
         };
         ResumeKeys {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &key_bytes),
+            // HMAC takes keys of any length.
+            key: Hmac::new_from_slice(&key_bytes).unwrap_or_else(|_| unreachable!()),
             epoch: rand::random(),
         }
+    }
+
+    fn sign(&self, body: &str) -> [u8; 32] {
+        let mut mac = self.key.clone();
+        mac.update(body.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// A new token for `peer` in `room`, valid for `ttl` from now.
@@ -92,17 +101,16 @@ impl ResumeKeys {
             "{:x}~{room}~{peer}~{expiry_ms}~{nonce:x}~{}",
             self.epoch, binding.0
         );
-        let tag = hmac::sign(&self.key, body.as_bytes());
-        format!("{body}~{}", hex(&tag.as_ref()[..16]))
+        format!("{body}~{}", hex(&self.sign(&body)[..16]))
     }
 
     /// The claim of an authentic token that is still valid at `now_ms` (unix ms).
     pub fn verify(&self, token: &str, now_ms: u64) -> Option<ResumeClaim> {
         let (body, mac) = token.rsplit_once('~')?;
-        let expected = hmac::sign(&self.key, body.as_bytes());
+        let expected = self.sign(body);
         // Constant-time comparison of the hex tags.
         let given = mac.as_bytes();
-        let want = hex(&expected.as_ref()[..16]);
+        let want = hex(&expected[..16]);
         if given.len() != want.len()
             || given
                 .iter()
