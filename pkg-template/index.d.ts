@@ -58,10 +58,11 @@ export interface RoomSessionConfig {
   /** Connection attempts before join() rejects with `signaling-unreachable`. */
   joinAttempts?: number;
   /**
-   * Signaling other than a WebSocket to `url`: 'broadcast-channel' (serverless, same-origin
-   * tabs) or an object speaking docs/protocol.md frames.
+   * Signaling other than a WebSocket to `url`: 'shared-worker' (serverless, same-origin tabs:
+   * the server's hub in a SharedWorker; 'broadcast-channel' is its former name) or an object
+   * speaking docs/protocol.md frames.
    */
-  transport?: 'broadcast-channel' | SignalingTransport;
+  transport?: 'shared-worker' | 'broadcast-channel' | SignalingTransport;
   /**
    * Stats: with `url`, every peer connection of the call is traced to that rtcstats collector
    * (the trace opens before any RTCPeerConnection exists; `leave()` takes the final getStats,
@@ -172,14 +173,35 @@ export interface SignalingTransport {
   close?(): void;
 }
 
-export class BroadcastChannelTransport implements SignalingTransport {
-  constructor(options?: { prefix?: string; heartbeatMs?: number; timeoutMs?: number });
+/**
+ * Serverless signaling between same-origin tabs: rtcroom-server's hub (compiled to wasm) in a
+ * SharedWorker. Needs `SharedWorker` (desktop Chromium, Firefox, Safari 16+).
+ */
+export class SharedWorkerTransport implements SignalingTransport {
+  constructor(options?: {
+    /** Where `hub/worker.js` is served (default: next to this module; bundlers resolve it). */
+    url?: string | URL;
+    /** The SharedWorker's name: tabs with the same name share a hub (default 'rtcroom-hub'). */
+    name?: string;
+    /** How often this tab tells the hub it is alive (ms, default 1000). */
+    heartbeatMs?: number;
+    /** Silence after which the hub drops this tab with `peer-left` reason `timeout` (ms, default 5000). */
+    timeoutMs?: number;
+  });
+  readonly url: string | URL | undefined;
+  readonly name: string;
+  readonly heartbeatMs: number;
+  readonly timeoutMs: number;
   send(text: string): void;
   onmessage: ((text: string) => void) | null;
   onclose: ((info?: { code?: number; reason?: string }) => void) | null;
   connect(): void;
   close(): void;
 }
+
+/** The former name of SharedWorkerTransport. */
+export const BroadcastChannelTransport: typeof SharedWorkerTransport;
+export type BroadcastChannelTransport = SharedWorkerTransport;
 
 type Unsubscribe = () => void;
 

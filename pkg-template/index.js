@@ -103,126 +103,68 @@ export function load(wasm) {
 const randomId = () => Math.random().toString(36).slice(2, 12).padEnd(10, '0');
 
 /**
- * Serverless signaling between same-origin tabs (demos, tests): speaks the rtcroom-server
- * protocol to the SDK and plays the server's part over a BroadcastChannel per room. Pass
- * `transport: 'broadcast-channel'` (or an instance) to RoomSession. Peers that stop sending
- * heartbeats for `timeoutMs` are reported as `peer-left` with reason `timeout`.
+ * Serverless signaling between same-origin tabs (demos, tests, local apps): rtcroom-server's own
+ * hub (the rtcroom-hub crate, compiled to WebAssembly) runs in a SharedWorker that every tab
+ * connects to, so rooms, presence, limits, resume and timeouts behave exactly as on the server.
+ * Pass `transport: 'shared-worker'` (or `'broadcast-channel'`, its former name) or an instance
+ * to RoomSession. The transport sends a sign of life every `heartbeatMs`; a tab silent for
+ * `timeoutMs` (closed, crashed, frozen) is reported to the others as `peer-left` with reason
+ * `timeout`. `url` overrides where the worker script is served (default: `hub/worker.js` next
+ * to this file, which bundlers resolve).
  */
-export class BroadcastChannelTransport {
+export class SharedWorkerTransport {
   onmessage = null;
   onclose = null;
-  #channel = null;
-  #room = null;
-  #id = null;
-  #metadata = undefined;
-  #joined = false;
-  #pending = [];          // frames for the SDK before it has its `joined`
-  #peers = new Map();     // id → { metadata, seen }
+  #port = null;
   #timer = null;
 
-  constructor({ prefix = 'rtcroom', heartbeatMs = 1000, timeoutMs = 5000 } = {}) {
-    this.prefix = prefix;
+  constructor({ url, name = 'rtcroom-hub', heartbeatMs = 1000, timeoutMs = 5000 } = {}) {
+    this.url = url;
+    this.name = name;
     this.heartbeatMs = heartbeatMs;
     this.timeoutMs = timeoutMs;
   }
 
-  connect() {}
-
-  send(text) {
-    const msg = JSON.parse(text);
-    switch (msg.type) {
-      case 'join': return this.#join(msg);
-      case 'signal': return this.#post({ t: 'signal', to: msg.to, payload: msg.payload });
-      case 'metadata': this.#metadata = msg.metadata; return this.#post({ t: 'metadata', metadata: msg.metadata });
-      case 'leave': this.#post({ t: 'leave' }); return this.#stop();
-      case 'ping': return this.#deliver({ type: 'pong', ts: msg.ts });
-      default: return this.#deliver({ type: 'error', code: 'unknown-type', message: `unknown frame type ${msg.type}`, fatal: false });
-    }
+  connect() {
+    this.close(); // a reconnect: the hub lets the old connection go at once
+    const options = { type: 'module', name: this.name };
+    // Written out so that bundlers see the worker and emit it with its wasm.
+    const worker = this.url
+      ? new SharedWorker(this.url, options)
+      : new SharedWorker(new URL('./hub/worker.js', import.meta.url), options);
+    const port = (this.#port = worker.port);
+    const closed = (code, reason) => {
+      if (this.#port !== port) return;
+      this.#end();
+      this.onclose?.({ code, reason });
+    };
+    port.onmessage = ({ data }) => {
+      if (this.#port !== port) return;
+      if (typeof data === 'string') this.onmessage?.(data);
+      else if (data?.ping) port.postMessage({ pong: 1 });
+      else if (data?.close) closed(data.close, data.reason ?? '');
+    };
+    worker.onerror = (e) => closed(1006, `the rtcroom hub worker failed: ${e?.message || 'it did not start'}`);
+    port.postMessage({ hello: { timeoutMs: this.timeoutMs } });
+    this.#timer = setInterval(() => port.postMessage({ alive: 1 }), this.heartbeatMs);
   }
 
-  close() { this.#stop(); }
+  send(text) { this.#port?.postMessage(String(text)); }
 
-  #join(msg) {
-    const resumed = Boolean(msg.resume) && msg.resume === this.#id;
-    this.#room = msg.room;
-    this.#id = resumed ? this.#id : randomId();
-    this.#metadata = msg.metadata;
-    if (!this.#channel) {
-      this.#channel = new BroadcastChannel(`${this.prefix}:${this.#room}`);
-      this.#channel.onmessage = (e) => this.#receive(e.data);
-      this.#timer = setInterval(() => this.#tick(), this.heartbeatMs);
-    }
-    this.#post({ t: 'hello', metadata: this.#metadata });
-    // Give the members a moment to answer, then report the room as the server would.
-    setTimeout(() => {
-      const peers = [...this.#peers].map(([id, p]) => ({ id, metadata: p.metadata }));
-      this.#joined = true;
-      this.#emit({ type: 'joined', version: PROTOCOL_VERSION, room: this.#room, peerId: this.#id, resumeToken: this.#id, peers, capacity: 50, resumed });
-      for (const frame of this.#pending.splice(0)) this.#emit(frame);
-    }, 150);
+  close() {
+    this.#port?.postMessage({ bye: 1 });
+    this.#end();
   }
 
-  #receive(m) {
-    if (!m || m.from === this.#id || !this.#id) return;
-    const known = this.#peers.get(m.from);
-    if (known) known.seen = Date.now();
-    switch (m.t) {
-      case 'hello':
-        this.#post({ t: 'here', to: m.from, metadata: this.#metadata });
-        if (!known) {
-          this.#peers.set(m.from, { metadata: m.metadata, seen: Date.now() });
-          this.#deliver({ type: 'peer-joined', peer: { id: m.from, metadata: m.metadata } });
-        }
-        break;
-      case 'here':
-      case 'alive':
-        if (!known && (m.t === 'here' ? m.to === this.#id : this.#joined)) {
-          this.#peers.set(m.from, { metadata: m.metadata, seen: Date.now() });
-          if (this.#joined) this.#deliver({ type: 'peer-joined', peer: { id: m.from, metadata: m.metadata } });
-        }
-        break;
-      case 'signal':
-        if (m.to === this.#id && known) this.#deliver({ type: 'signal', from: m.from, payload: m.payload });
-        break;
-      case 'metadata':
-        if (known) {
-          known.metadata = m.metadata;
-          this.#deliver({ type: 'metadata-updated', peerId: m.from, metadata: m.metadata });
-        }
-        break;
-      case 'leave':
-        this.#drop(m.from, 'left');
-        break;
-    }
-  }
-
-  #tick() {
-    this.#post({ t: 'alive', metadata: this.#metadata });
-    const now = Date.now();
-    for (const [id, p] of this.#peers) if (now - p.seen > this.timeoutMs) this.#drop(id, 'timeout');
-  }
-
-  #drop(id, reason) {
-    if (this.#peers.delete(id)) this.#deliver({ type: 'peer-left', peerId: id, reason });
-  }
-
-  #post(m) { this.#channel?.postMessage({ ...m, from: this.#id }); }
-
-  #deliver(frame) {
-    if (this.#joined) this.#emit(frame);
-    else this.#pending.push(frame);
-  }
-
-  #emit(frame) { this.onmessage?.(JSON.stringify(frame)); }
-
-  #stop() {
+  #end() {
     clearInterval(this.#timer);
-    this.#channel?.close();
-    this.#channel = null;
-    this.#joined = false;
-    this.#peers.clear();
+    this.#port?.close();
+    this.#port = null;
   }
 }
+
+/** The former name of {@link SharedWorkerTransport}. */
+export const BroadcastChannelTransport = SharedWorkerTransport;
 
 // Each emitter's event names, one list per class. on()/once() refuse any other name, and
 // index.d.ts types the same names (SessionEvents, PeerEvents, StatsTraceEvents).
@@ -731,7 +673,7 @@ const CONFIG_FIELDS = [
   ['heartbeatTimeoutMs', positive, 'a number > 0'],
   ['connectTimeoutMs', positive, 'a number > 0'],
   ['joinAttempts', whole(1, 2 ** 32 - 1), 'a whole number >= 1'],
-  ['transport', (v) => v === 'broadcast-channel' || (isObject(v) && typeof v.send === 'function'), "'broadcast-channel' or an object with send(text)"],
+  ['transport', (v) => v === 'shared-worker' || v === 'broadcast-channel' || (isObject(v) && typeof v.send === 'function'), "'shared-worker' or an object with send(text)"],
   ['onPeerConnection', (v) => typeof v === 'function', 'a function'],
   ['retry', isObject, 'an object', [
     ['initialDelayMs', number(0), 'a number >= 0'],
@@ -859,7 +801,9 @@ export class RoomSession extends Emitter {
       if (stats.token) url += `${url.includes('?') ? '&' : '?'}rtcstats-token=${encodeURIComponent(stats.token)}`;
       this.#config.stats = { ...stats, url };
     }
-    if (this.#config.transport === 'broadcast-channel') this.#config.transport = new BroadcastChannelTransport();
+    if (this.#config.transport === 'shared-worker' || this.#config.transport === 'broadcast-channel') {
+      this.#config.transport = new SharedWorkerTransport();
+    }
   }
 
   get state() { return this.#core ? this.#core.state : this.#state; }

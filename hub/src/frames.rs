@@ -62,7 +62,10 @@ pub enum Read {
     /// Answered with an error (and a close when fatal), not counted.
     Reject(ErrorCode, String, bool),
     Join(JoinRequest),
-    Signal { to: String, payload: Raw },
+    Signal {
+        to: String,
+        payload: Raw,
+    },
     Metadata(Raw),
     Leave,
     Ping(Option<f64>),
@@ -141,7 +144,9 @@ impl Reader {
                     .and_then(|t| t.kind)
                     .filter(|kind| !ClientMsg::<Raw>::TAGS.contains(kind));
                 return match unknown {
-                    Some(kind) => Read::Violation(ErrorCode::UnknownType, format!("unknown frame type {kind:?}")),
+                    Some(kind) => {
+                        Read::Violation(ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))
+                    }
                     None => Read::Violation(ErrorCode::MalformedFrame, format!("malformed frame: {err}")),
                 };
             }
@@ -224,7 +229,11 @@ impl Reader {
         if self.violations > self.limits.max_violations {
             self.kicked = true;
             tracing::info!(conn = self.conn, "too many violations, kicking");
-            hub.evict(self.conn, LeaveReason::Kicked, (close_code::KICKED, "too many violations"));
+            hub.evict(
+                self.conn,
+                LeaveReason::Kicked,
+                (close_code::KICKED, "too many violations"),
+            );
         }
     }
 }

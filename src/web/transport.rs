@@ -2,7 +2,8 @@
 //! - a WebSocket to `rtcroom-server`;
 //! - a JS object the app supplies (`config.transport`): `send(text)`, an `onmessage` property
 //!   the SDK sets, and optionally `connect()` (may return a Promise), `close()` and `onclose`.
-//!   The JS wrapper's `BroadcastChannelTransport` (serverless same-origin tabs) is one of these.
+//!   The JS wrapper's `SharedWorkerTransport` (serverless same-origin tabs, the server's hub in
+//!   a SharedWorker) is one of these.
 //!
 //! Listeners and closures live in [`Socket`] and are detached when it is dropped.
 

@@ -1,7 +1,7 @@
 // The web shell as an executor of the Room core: what used to break while its state was
 // borrowed. Callbacks only queue input; the app is called with nothing borrowed; so
-// - a transport that answers inside send() (BroadcastChannel, an app's in-page hub) works and
-//   stays joined;
+// - the serverless transport (the hub in a SharedWorker) and a transport that answers inside
+//   send() (an app's in-page hub) work and stay joined;
 // - every getter and method works from inside every callback and hook.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,8 +38,8 @@ test(`${BROWSERS.join(' + ')}: a quiet BroadcastChannelTransport call stays join
       for (const page of pages) {
         ids.push(await page.evaluate(async (room) => {
           const { session } = window.rt;
-          // The transport answers `ping` inside send(): the pong comes back while the SDK is
-          // still sending. Heartbeats every second, silence tolerated for 3 s.
+          // The serverless hub in a SharedWorker. Heartbeats every second, silence tolerated
+          // for 3 s.
           window.me = await session(room, {
             transport: 'broadcast-channel',
             url: 'ws://127.0.0.1:9/unused',

@@ -1,5 +1,5 @@
-// The two non-WebSocket signaling paths: BroadcastChannel between same-origin contexts (no
-// server involved in signaling) and an app-supplied transport object.
+// The two non-WebSocket signaling paths: the serverless hub between same-origin contexts (a
+// SharedWorker; no server involved in signaling) and an app-supplied transport object.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BROWSERS, launch, startServer } from './harness.mjs';
