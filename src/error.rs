@@ -44,4 +44,12 @@ pub mod code {
     pub const STATS_RECORD_TOO_LARGE: &str = "stats-record-too-large";
     /// The stats collector refused messages (rate, size) or ended a dump at a limit.
     pub const STATS_REFUSED: &str = "stats-refused";
+    /// A message could not reach the peer: it left first.
+    pub const PEER_LEFT: &str = "peer-left";
+    /// A message could not reach the peer: its channel closed first.
+    pub const CHANNEL_CLOSED: &str = "channel-closed";
+    /// A message was cancelled: the session left first.
+    pub const CANCELLED: &str = "cancelled";
+    /// A peer sent data that is not ours (or too large): dropped, reported, never fatal.
+    pub const BAD_PEER_DATA: &str = "bad-peer-data";
 }

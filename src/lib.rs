@@ -10,6 +10,7 @@
 /// Version of the SDK (the npm package carries the same).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod data;
 pub mod error;
 pub mod peer;
 pub mod room;
