@@ -18,7 +18,35 @@ export type LeaveReason = 'left' | 'timeout' | 'kicked';
 
 export type ErrorCode = 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
   | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
-  | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused' | 'wasm-load-failed';
+  | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused' | 'wasm-load-failed'
+  | 'peer-left' | 'channel-closed' | 'cancelled' | 'bad-peer-data' | 'timeout';
+
+/** What `send()` takes, and what `message` gives back: the same kind that was sent. */
+export type MessageData = string | ArrayBuffer | ArrayBufferView | Blob | JsonValue;
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+export interface SendOptions {
+  /** 'reliable' (default, ordered), 'unreliable' (unordered, no retransmits), or a createChannel label. */
+  channel?: string;
+  /** Unreliable channels: resolve on the receiving app's ack (`true`) or `false` after `timeoutMs`. */
+  ack?: boolean;
+  /** With `ack` (default 5000). */
+  timeoutMs?: number;
+}
+
+export interface ChannelOptions {
+  /** Default true. */
+  ordered?: boolean;
+  /** Unreliable sending: at most this many retransmits (excludes maxPacketLifeTime). */
+  maxRetransmits?: number;
+  /** Unreliable sending: retransmit for at most this many ms (excludes maxRetransmits). */
+  maxPacketLifeTime?: number;
+}
+
+export interface BroadcastResult {
+  delivered: string[];
+  failed: { peerId: string; error: RtcroomError }[];
+}
 
 /**
  * Errors are `Error`s with a stable `code` and whether the session is over. Bad arguments are
@@ -215,6 +243,8 @@ export interface SessionEvents {
   'peer-joined': { peer: RemotePeer };
   'peer-left': { peer: RemotePeer; reason: LeaveReason };
   'error': RtcroomError;
+  /** A message from any peer (also emitted on the peer). */
+  'message': { peer: RemotePeer; data: MessageData; channel: string };
 }
 
 export interface PeerEvents {
@@ -224,6 +254,7 @@ export interface PeerEvents {
   'metadata-updated': { metadata: Record<string, unknown> };
   'peer-left': { reason: LeaveReason };
   'app-signal': { data: unknown };
+  'message': { data: MessageData; channel: string };
   /** Every `stats.intervalMs` while connected (needs `config.stats`). */
   'stats': PeerStats;
 }
@@ -258,6 +289,13 @@ export class RemotePeer {
   /** Connection summary; rates compare with the previous call. */
   stats(): Promise<PeerStats>;
   restartIce(): void;
+  /**
+   * Sends `data` (any size: chunked and reassembled). Reliable channels resolve `true` once this
+   * peer's app had the `message` event, and reject with `peer-left`, `channel-closed` or
+   * `cancelled`; unreliable ones resolve when the data left the queue, or with `ack`, `true` on
+   * the ack and `false` after `timeoutMs`. Un-awaited sends go out in order.
+   */
+  send(data: MessageData, options?: SendOptions): Promise<boolean>;
   /** Any other event name throws a TypeError (`invalid-argument`). */
   on<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
   once<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
@@ -273,6 +311,13 @@ export class RoomSession {
   addStream(stream: MediaStream, options?: { role?: string }): void;
   removeStream(stream: MediaStream): void;
   updateMetadata(metadata: Record<string, unknown>): void;
+  /** `send()` to every peer in the room. */
+  broadcast(data: MessageData, options?: SendOptions): Promise<BroadcastResult>;
+  /**
+   * A data channel on every peer connection, now and later, negotiated with an id from its
+   * label (both sides create it). The options govern this side's sending direction.
+   */
+  createChannel(label: string, options?: ChannelOptions): void;
   /**
    * Resolves once joined (at once if already joined); while a join is pending, returns the same
    * Promise; after `left` / `failed` rejects with `invalid-state`.

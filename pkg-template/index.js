@@ -168,8 +168,8 @@ export const BroadcastChannelTransport = SharedWorkerTransport;
 
 // Each emitter's event names, one list per class. on()/once() refuse any other name, and
 // index.d.ts types the same names (SessionEvents, PeerEvents, StatsTraceEvents).
-const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'error'];
-const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats'];
+const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'message', 'error'];
+const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats', 'message'];
 const STATS_TRACE_EVENTS = ['stats', 'error'];
 
 /** The event names of `emitter`'s class (looked up when first needed: the classes come later). */
@@ -736,6 +736,61 @@ function options(value, call) {
 // ---- Sessions ------------------------------------------------------------------------------
 
 /** A participant of the room: `stream-added`, `stream-removed`, `state-change`, `metadata-updated`, `peer-left`, `app-signal`, `stats`. */
+// ---- data: what a message is, on the wire and back.
+// A message's `kind` byte says how the other side rebuilds it: 0 string, 1 ArrayBuffer, 2 Blob,
+// 3 JSON value, then the typed arrays and DataView (each arrives as its own type).
+const VIEWS = ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array',
+  'Uint32Array', 'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'DataView'];
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+const isBlob = (v) => typeof Blob === 'function' && v instanceof Blob;
+
+/** `[kind, Uint8Array | Promise<Uint8Array>]`; throws `invalid-argument` for what JSON cannot carry. */
+function encodeData(data, where) {
+  if (typeof data === 'string') return [0, utf8.encode(data)];
+  if (data instanceof ArrayBuffer) return [1, new Uint8Array(data.slice(0))];
+  if (isBlob(data)) return [2, data.arrayBuffer().then((b) => new Uint8Array(b))];
+  if (ArrayBuffer.isView(data)) {
+    const kind = VIEWS.indexOf(data.constructor.name);
+    if (kind >= 0) return [4 + kind, new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))];
+  }
+  let text;
+  try { text = JSON.stringify(data); } catch (err) { text = undefined; }
+  if (typeof text !== 'string') throw invalidArgument(`${where}: data must be a string, an ArrayBuffer or typed array, a Blob, or a JSON value, not ${describeValue(data)}`);
+  return [3, utf8.encode(text)];
+}
+
+/** The value a message's chunks make: the same kind it was sent as. */
+function decodeData(kind, parts) {
+  if (kind === 2) return new Blob(parts);
+  let bytes = parts.length === 1 ? parts[0] : null;
+  if (!bytes) {
+    bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let at = 0;
+    for (const p of parts) { bytes.set(p, at); at += p.byteLength; }
+  }
+  if (kind === 0) return fromUtf8.decode(bytes);
+  if (kind === 3) return JSON.parse(fromUtf8.decode(bytes));
+  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  if (kind === 1) return buffer;
+  const View = globalThis[VIEWS[kind - 4]];
+  return View ? new View(buffer) : buffer;
+}
+
+const CHANNEL_OPTIONS = ['channel', 'ack', 'timeoutMs'];
+
+function sendOptions(opts, where) {
+  const o = options(opts, where);
+  const { channel = 'reliable', ack = false, timeoutMs = 5000 } = o;
+  for (const key of Object.keys(o)) {
+    if (!CHANNEL_OPTIONS.includes(key)) throw invalidArgument(`${where}: unknown option ${key}; options are ${CHANNEL_OPTIONS.join(', ')}`);
+  }
+  if (!string(channel) || channel === '') throw invalidArgument(`${where}: channel must be a channel's label, not ${describeValue(channel)}`);
+  if (typeof ack !== 'boolean') throw invalidArgument(`${where}: ack must be a boolean, not ${describeValue(ack)}`);
+  if (!(typeof timeoutMs === 'number' && timeoutMs >= 0 && timeoutMs <= 2 ** 31)) throw invalidArgument(`${where}: timeoutMs must be a number of ms >= 0, not ${describeValue(timeoutMs)}`);
+  return { channel, ack: ack ? timeoutMs : undefined };
+}
+
 export class RemotePeer extends Emitter {
   #core;
 
@@ -767,6 +822,37 @@ export class RemotePeer extends Emitter {
 
   /** Restarts ICE now (recovery does it by itself). */
   restartIce() { this.#core?.restartIce(this.id); }
+
+  /**
+   * Sends `data` (string, ArrayBuffer / typed array, Blob, JSON value; any size) on a channel
+   * ('reliable' by default, 'unreliable', or one from createChannel). On a reliable channel it
+   * resolves `true` once this peer's app had the `message` event; rejects with `peer-left`,
+   * `channel-closed` or `cancelled`. On an unreliable one it resolves once the data left the
+   * queue, or with `{ ack: true, timeoutMs }`, `true` on the ack and `false` after timeoutMs.
+   * Un-awaited sends go out in order.
+   */
+  send(data, opts) {
+    try {
+      const { channel, ack } = sendOptions(opts, 'send(data, options)');
+      const [kind, bytes] = encodeData(data, 'send(data)');
+      const core = this.#core;
+      if (!core) return Promise.reject(Object.assign(new Error('this peer has left'), { code: 'peer-left', fatal: false }));
+      // A Blob is read first; what is sent after it waits for it, so order holds.
+      if (bytes instanceof Promise || this.#queue) {
+        const go = () => Promise.resolve(bytes).then((b) => core.send(this.id, channel, kind, b, ack));
+        const sent = (this.#queue ?? Promise.resolve()).then(go);
+        const tail = sent.catch(() => {});
+        this.#queue = tail;
+        tail.then(() => { if (this.#queue === tail) this.#queue = null; });
+        return sent;
+      }
+      return core.send(this.id, channel, kind, bytes, ack);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #queue = null;
 
   _detach() { this.#core = null; }
 }
@@ -841,6 +927,43 @@ export class RoomSession extends Emitter {
     else this.#streams.delete(stream);
   }
 
+  /**
+   * Sends `data` to every peer in the room (see RemotePeer.send). Resolves
+   * `{ delivered: peerId[], failed: { peerId, error }[] }` once every peer answered.
+   */
+  async broadcast(data, opts) {
+    sendOptions(opts, 'broadcast(data, options)');
+    encodeData(isBlob(data) ? '' : data, 'broadcast(data)');
+    const peers = this.peers();
+    const results = await Promise.allSettled(peers.map((p) => p.send(data, opts)));
+    const delivered = [];
+    const failed = [];
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled' && r.value !== false) delivered.push(peers[i].id);
+      else failed.push({ peerId: peers[i].id, error: r.status === 'rejected' ? r.reason : Object.assign(new Error('no ack in time'), { code: 'timeout', fatal: false }) });
+    });
+    return { delivered, failed };
+  }
+
+  /**
+   * A data channel on every peer connection, now and later (negotiated with the same id from
+   * its label, so both sides must create it). `ordered` (default true), and `maxRetransmits` or
+   * `maxPacketLifeTime` (unreliable) govern this side's sending: each direction can differ.
+   */
+  createChannel(label, opts) {
+    const { ordered = true, maxRetransmits, maxPacketLifeTime } = options(opts, 'createChannel(label, options)');
+    if (!string(label) || label === '') throw invalidArgument(`createChannel(label): label must be a non-empty string, not ${describeValue(label)}`);
+    if (typeof ordered !== 'boolean') throw invalidArgument(`createChannel(label, { ordered }): ordered must be a boolean, not ${describeValue(ordered)}`);
+    for (const [name, v] of [['maxRetransmits', maxRetransmits], ['maxPacketLifeTime', maxPacketLifeTime]]) {
+      if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= 65535)) throw invalidArgument(`createChannel(label, { ${name} }): ${name} must be a whole number 0-65535, not ${describeValue(v)}`);
+    }
+    const spec = [label, ordered, maxRetransmits, maxPacketLifeTime];
+    if (this.#core) this.#core.createChannel(...spec);
+    else this.#channels.push(spec);
+  }
+
+  #channels = []; // created before the core exists
+
   updateMetadata(metadata) {
     if (!isJsonObject(metadata)) throw invalidArgument(`updateMetadata(metadata): metadata must be a JSON object, not ${describeValue(metadata)}`);
     this.#core?.updateMetadata(metadata);
@@ -889,6 +1012,7 @@ export class RoomSession extends Emitter {
     await load();
     if (this.#state !== 'idle') throw invalidState('this session already left');
     this.#core = new RoomCore(this.#config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
+    for (const spec of this.#channels.splice(0)) this.#core.createChannel(...spec);
     for (const [stream, role] of this.#streams) {
       this.#core.addStream(stream, role);
       this.#traceStream(stream);
@@ -961,6 +1085,17 @@ export class RoomSession extends Emitter {
       return;
     }
     const peer = this.#peers.get(peerId);
-    if (peer) peer._emit(name, detail);
+    if (!peer) return;
+    if (name === 'message') {
+      let data;
+      try { data = decodeData(detail.kind, detail.parts); } catch (err) {
+        this._emit('error', Object.assign(new Error(`a message from ${peerId} could not be read: ${err?.message ?? err}`), { code: 'bad-peer-data', fatal: false }));
+        return;
+      }
+      peer._emit('message', { data, channel: detail.channel });
+      this._emit('message', { peer, data, channel: detail.channel });
+      return;
+    }
+    peer._emit(name, detail);
   }
 }

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The data engine natively: two engines joined by simulated channels that buffer, drain,
 //! and (on the unreliable path) lose, duplicate and reorder frames. The executor's part (holding
 //! payload bytes by handle, building frames, reading headers) is played by `Side`.

@@ -13,7 +13,9 @@
 //!   says the sender's direction is unreliable (drop duplicates and stale reorderings).
 //! - ack: `[2, seq u32]`: the receiving app has message `seq` of this channel.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use litemap::LiteMap;
 
 use crate::error::{code, SdkError};
 
@@ -187,8 +189,8 @@ struct Chan {
     next_seq: u32,
     queue: VecDeque<Outgoing>,
     /// Sent messages waiting for their ack: seq → (send, deadline).
-    acks: BTreeMap<u32, (SendId, Option<f64>)>,
-    inbox: BTreeMap<u32, Assembly>,
+    acks: LiteMap<u32, (SendId, Option<f64>)>,
+    inbox: LiteMap<u32, Assembly>,
     /// Unreliable receiving: the newest message delivered (older ones are stale).
     last_delivered: u32,
 }
@@ -202,8 +204,8 @@ impl Chan {
             waiting_since: None,
             next_seq: 1,
             queue: VecDeque::new(),
-            acks: BTreeMap::new(),
-            inbox: BTreeMap::new(),
+            acks: LiteMap::new(),
+            inbox: LiteMap::new(),
             last_delivered: 0,
         }
     }
@@ -211,19 +213,18 @@ impl Chan {
 
 struct PcData {
     chunk: u32,
-    channels: BTreeMap<ChannelId, Chan>,
+    channels: LiteMap<ChannelId, Chan>,
 }
 
 /// Every peer connection's channels, queues and reassembly.
 #[derive(Default)]
 pub struct Data {
-    pcs: BTreeMap<PcId, PcData>,
+    pcs: LiteMap<PcId, PcData>,
     out: VecDeque<DataOut>,
 }
 
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
 fn error(code: &'static str, message: &str) -> SdkError {
@@ -342,13 +343,14 @@ impl Data {
             if chan.unreliable {
                 flags |= FLAG_UNRELIABLE;
             }
-            let mut header = [0u8; HEADER];
-            header[0] = DATA;
-            header[1] = next.kind;
-            header[2] = flags;
-            header[3..7].copy_from_slice(&next.seq.to_be_bytes());
-            header[7..11].copy_from_slice(&next.len.to_be_bytes());
-            header[11..15].copy_from_slice(&next.sent.to_be_bytes());
+            let ([s0, s1, s2, s3], [t0, t1, t2, t3], [o0, o1, o2, o3]) = (
+                next.seq.to_be_bytes(),
+                next.len.to_be_bytes(),
+                next.sent.to_be_bytes(),
+            );
+            let header = [
+                DATA, next.kind, flags, s0, s1, s2, s3, t0, t1, t2, t3, o0, o1, o2, o3,
+            ];
             self.out.push_back(DataOut::Send {
                 pc,
                 channel,
@@ -413,7 +415,9 @@ impl Data {
                 }
             }
             Some(&DATA) if head.len() >= HEADER => {
-                let (kind, flags) = (head[1], head[2]);
+                let (Some(&kind), Some(&flags)) = (head.get(1), head.get(2)) else {
+                    return;
+                };
                 let (Some(seq), Some(total), Some(offset)) = (be32(head, 3), be32(head, 7), be32(head, 11))
                 else {
                     return refuse(&mut self.out, "a data frame too short");
@@ -444,7 +448,8 @@ impl Data {
                 }
                 let at = assembly.parts.partition_point(|(o, _, _)| *o < offset);
                 let duplicate = assembly.parts.get(at).is_some_and(|(o, _, _)| *o == offset);
-                let overlaps = at > 0 && assembly.parts[at - 1].0 + assembly.parts[at - 1].2 > offset
+                let before = at.checked_sub(1).and_then(|i| assembly.parts.get(i));
+                let overlaps = before.is_some_and(|(o, _, l)| o + l > offset)
                     || assembly.parts.get(at).is_some_and(|(o, _, _)| offset + len > *o);
                 if duplicate || overlaps {
                     if let Some(h) = part {
@@ -458,7 +463,8 @@ impl Data {
                 assembly.got += len;
                 if assembly.got < total {
                     if unreliable && chan.inbox.len() > MAX_PARTIAL_UNRELIABLE {
-                        if let Some((_, old)) = chan.inbox.pop_first() {
+                        let oldest = chan.inbox.first().map(|(s, _)| *s);
+                        if let Some(old) = oldest.and_then(|s| chan.inbox.remove(&s)) {
                             self.out
                                 .push_back(DataOut::Release(old.parts.iter().map(|p| p.1).collect()));
                         }
@@ -471,7 +477,7 @@ impl Data {
                 if unreliable {
                     chan.last_delivered = seq;
                     // Older partial messages can only be stale now.
-                    let stale: Vec<u32> = chan.inbox.range(..seq).map(|(s, _)| *s).collect();
+                    let stale: Vec<u32> = chan.inbox.keys().take_while(|s| **s < seq).copied().collect();
                     for s in stale {
                         if let Some(old) = chan.inbox.remove(&s) {
                             self.out
@@ -522,7 +528,7 @@ impl Data {
     /// The peer connection is gone (`peer-left`) or the room left (`cancelled`).
     pub fn remove_pc(&mut self, pc: PcId, err: &SdkError) {
         if let Some(mut p) = self.pcs.remove(&pc) {
-            for chan in p.channels.values_mut() {
+            for (_, chan) in p.channels.iter_mut() {
                 Self::fail(&mut self.out, chan, err);
             }
         }
@@ -537,13 +543,13 @@ impl Data {
                 result: Err(err.clone()),
             });
         }
-        for (_, (send, _)) in std::mem::take(&mut chan.acks) {
+        for (_, (send, _)) in std::mem::take(&mut chan.acks).into_tuple_vec() {
             out.push_back(DataOut::Settled {
                 send,
                 result: Err(err.clone()),
             });
         }
-        for (_, a) in std::mem::take(&mut chan.inbox) {
+        for (_, a) in std::mem::take(&mut chan.inbox).into_tuple_vec() {
             release.extend(a.parts.iter().map(|p| p.1));
         }
         if !release.is_empty() {

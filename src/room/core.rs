@@ -27,12 +27,13 @@ use rtcroom_protocol::{
 
 use super::{
     io::{
-        BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId, RoomEvent,
-        TraceSocketEvent, TransportOp,
+        BrowserCall, ChannelEvent, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId,
+        RoomEvent, TraceSocketEvent, TransportOp,
     },
     session::{Session, SessionAction, SessionConfig, SessionState},
 };
 use crate::{
+    data::{AckMode, ChannelSpec, Data, DataOut},
     error::{code, SdkError},
     peer::{
         lifecycle::{IcePolicy, PeerAction, PeerLife, PeerState},
@@ -91,8 +92,6 @@ impl<J> RoomConfig<J> {
     }
 }
 
-/// The label and id of the data channel every peer connection has, pre-negotiated.
-pub const DATA_CHANNEL: (&str, u16) = ("rtcroom", 0);
 /// Descriptions kept per peer for a resync: an outage may swallow an answer and the offer that
 /// followed it, and a collision one more.
 const HISTORY: usize = 4;
@@ -208,6 +207,12 @@ pub struct Room<J: Payload> {
     leave: LeavePhase,
     out: VecDeque<Output<J>>,
     now: f64,
+    /// Messages, acks, pacing and reassembly on every pc's data channels.
+    data: Data,
+    /// The channels every pc has: the two built-in ones, then the app's in creation order.
+    channels: Vec<ChannelSpec>,
+    /// Frames refused per pc (reported at 1, 2, 4, 8… so a hostile peer cannot flood the app).
+    refused: LiteMap<PcId, u32>,
 }
 
 fn error(code: &'static str, message: impl Into<String>) -> SdkError {
@@ -312,6 +317,24 @@ impl<J: Payload> Room<J> {
             leave: LeavePhase::None,
             out: VecDeque::new(),
             now: 0.0,
+            data: Data::new(),
+            channels: vec![ChannelSpec::reliable(), ChannelSpec::unreliable()],
+            refused: LiteMap::new(),
+        }
+    }
+
+    /// The id of the channel `label`, if every pc has it.
+    pub fn channel_id(&self, label: &str) -> Option<u16> {
+        self.channels.iter().find(|c| c.label == label).map(|c| c.id)
+    }
+
+    /// Whether `createChannel(spec)` can be done: a new label whose id no other channel has.
+    pub fn check_channel(&self, spec: &ChannelSpec) -> Result<(), &'static str> {
+        match self.channels.iter().find(|c| c.id == spec.id) {
+            Some(c) if c.label == spec.label && *c == *spec => Ok(()),
+            Some(c) if c.label == spec.label => Err("a channel with this label exists with other options"),
+            Some(_) => Err("this label's channel id is taken by another label; pick another label"),
+            None => Ok(()),
         }
     }
 
@@ -408,6 +431,23 @@ impl<J: Payload> Room<J> {
                     result: Err(error(code::INVALID_STATE, "this peer has left")),
                 }),
             },
+            Input::Send {
+                peer,
+                label,
+                send,
+                handle,
+                kind,
+                len,
+                ack,
+            } => self.send_data(&peer, &label, send, handle, kind, len, ack),
+            Input::CreateChannel(spec) => self.create_channel(spec),
+            Input::Channel { pc, channel, event } => match event {
+                ChannelEvent::Open { max_message_size } => self.data.open(now, pc, channel, max_message_size),
+                ChannelEvent::Closed => self.data.closed(pc, channel),
+                ChannelEvent::Buffered(amount) => self.data.buffered(now, pc, channel, amount),
+                ChannelEvent::Frame { head, part, len } => self.data.frame(pc, channel, &head, part, len),
+            },
+            Input::Delivered { pc, channel, seq } => self.data.delivered(pc, channel, seq),
             Input::TraceRecord {
                 generation,
                 pc,
@@ -518,6 +558,21 @@ impl<J: Payload> Room<J> {
                 ("removeTrack", track_info(kind, track, None))
             }
             BrowserCall::RestartIce => ("restartIce", Value::Null),
+            BrowserCall::CreateChannel(spec) => {
+                let mut init = vec![
+                    ("negotiated".into(), Value::Bool(true)),
+                    ("id".into(), Value::Number(f64::from(spec.id))),
+                    ("ordered".into(), Value::Bool(spec.ordered)),
+                ];
+                if let Some(n) = spec.max_retransmits {
+                    init.push(("maxRetransmits".into(), Value::Number(f64::from(n))));
+                }
+                if let Some(n) = spec.max_packet_life_time {
+                    init.push(("maxPacketLifeTime".into(), Value::Number(f64::from(n))));
+                }
+                let value = Value::Array(vec![Value::str(&spec.label), Value::Object(init)]);
+                ("createDataChannel", value)
+            }
         };
         self.trace_pc(pc, method, value, Vec::new());
     }
@@ -593,6 +648,13 @@ impl<J: Payload> Room<J> {
             LeavePhase::None => {}
             LeavePhase::Done => return self.event(RoomEvent::LeaveDone),
             _ => return,
+        }
+        let cancelled = error(
+            code::CANCELLED,
+            "the session left before the message was delivered",
+        );
+        for pc in self.peers.values().map(|p| p.pc).collect::<Vec<_>>() {
+            self.data.remove_pc(pc, &cancelled);
         }
         if let JoinPhase::WaitingForTrace { .. } = self.join {
             // Left before signaling even started.
@@ -797,17 +859,12 @@ impl<J: Payload> Room<J> {
         self.tracer
             .attach(pc, generation, poll, self.now, &self.rtc_configuration);
         self.call(pc, BrowserCall::Create { peer: id }, Some(Pending::Create));
-        let (label, channel_id) = DATA_CHANNEL;
-        let init = Value::Object(vec![
-            ("negotiated".into(), Value::Bool(true)),
-            ("id".into(), Value::Number(f64::from(channel_id))),
-        ]);
-        self.trace_pc(
-            pc,
-            "createDataChannel",
-            Value::Array(vec![Value::str(label), init]),
-            Vec::new(),
-        );
+        // Pre-negotiated channels on both sides: the first offer always has an m=application
+        // section (data works without renegotiation) and no `datachannel` event is needed.
+        for spec in self.channels.clone() {
+            self.call(pc, BrowserCall::CreateChannel(spec), None);
+        }
+        self.data.add_pc(pc, &self.channels);
         for stream in self.local.clone() {
             self.send_stream(pc, &stream);
         }
@@ -827,6 +884,8 @@ impl<J: Payload> Room<J> {
         }
         let actions = peer.life.close();
         self.life_actions(id, peer.pc, actions);
+        let gone = error(code::PEER_LEFT, "the peer left before the message was delivered");
+        self.data.remove_pc(peer.pc, &gone);
         self.event(RoomEvent::PeerLeft {
             peer: id.to_string(),
             reason,
@@ -1270,6 +1329,7 @@ impl<J: Payload> Room<J> {
             }
         }
         self.tracer.tick(now);
+        self.data.tick(now);
         if matches!(self.leave, LeavePhase::Closing { trace_at } if now >= trace_at) {
             self.end_trace();
         }
@@ -1281,6 +1341,9 @@ impl<J: Payload> Room<J> {
 
     /// After every input: the session's decisions, the tracer's, and whether `leave` is done.
     fn settle(&mut self) {
+        while let Some(out) = self.data.poll() {
+            self.data_output(out);
+        }
         self.settle_session();
         while let Some(out) = self.tracer.poll_output() {
             self.tracer_output(out);
@@ -1289,6 +1352,109 @@ impl<J: Payload> Room<J> {
         if matches!(self.leave, LeavePhase::Flushing { .. }) && self.tracer.is_idle() {
             self.leave = LeavePhase::Done;
             self.event(RoomEvent::LeaveDone);
+        }
+    }
+
+    // ---- data
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_data(
+        &mut self,
+        peer: &str,
+        label: &str,
+        send: u32,
+        handle: u32,
+        kind: u8,
+        len: u32,
+        ack: AckMode,
+    ) {
+        let refuse = |room: &mut Self, err: SdkError| {
+            room.out.push_back(Output::Data(DataOut::Release(vec![handle])));
+            room.event(RoomEvent::SendDone {
+                send,
+                result: Err(err),
+            });
+        };
+        let Some(spec) = self.channels.iter().find(|c| c.label == label) else {
+            let message = crate::text::cat(&["no channel ", label, ": createChannel() it first"]);
+            return refuse(self, error(code::INVALID_ARGUMENT, message));
+        };
+        let channel = spec.id;
+        // Reliable channels always settle on the ack; unreliable ones when handed over,
+        // unless an ack with a timeout was asked for.
+        let ack = match (spec.is_unreliable(), ack) {
+            (false, _) => AckMode::Delivered,
+            (true, AckMode::Within(ms)) => AckMode::Within(ms),
+            (true, _) => AckMode::Handed,
+        };
+        if self.leave != LeavePhase::None {
+            return refuse(self, error(code::CANCELLED, "the session is leaving"));
+        }
+        match self.peer_pc(peer).filter(|pc| self.data.has_pc(*pc)) {
+            Some(pc) => self
+                .data
+                .send(self.now, pc, channel, send, handle, kind, len, ack),
+            None => refuse(self, error(code::PEER_LEFT, "this peer has left")),
+        }
+    }
+
+    fn create_channel(&mut self, spec: ChannelSpec) {
+        if self.check_channel(&spec).is_err() || self.channels.contains(&spec) {
+            return;
+        }
+        self.channels.push(spec.clone());
+        let pcs: Vec<PcId> = self.peers.values().map(|p| p.pc).collect();
+        for pc in pcs {
+            self.call(pc, BrowserCall::CreateChannel(spec.clone()), None);
+            self.data.add_channel(pc, &spec);
+        }
+    }
+
+    fn data_output(&mut self, out: DataOut) {
+        match out {
+            DataOut::Deliver {
+                pc,
+                channel,
+                seq,
+                kind,
+                parts,
+                ack,
+            } => {
+                let peer = self.peer_of(pc).map(str::to_string);
+                let label = self
+                    .channels
+                    .iter()
+                    .find(|c| c.id == channel)
+                    .map(|c| c.label.clone());
+                match (peer, label) {
+                    (Some(peer), Some(label)) => self.event(RoomEvent::Message {
+                        peer,
+                        label,
+                        kind,
+                        parts,
+                        ack: ack.then_some((pc, channel, seq)),
+                    }),
+                    _ => self.out.push_back(Output::Data(DataOut::Release(parts))),
+                }
+            }
+            DataOut::Settled { send, result } => self.event(RoomEvent::SendDone { send, result }),
+            DataOut::Refused { pc, why, .. } => {
+                let count = self.refused.get(&pc).copied().unwrap_or(0) + 1;
+                self.refused.insert(pc, count);
+                if count.is_power_of_two() {
+                    let peer = self.peer_of(pc).unwrap_or("a peer").to_string();
+                    let message = crate::text::cat(&[
+                        &peer,
+                        " sent data that was dropped (",
+                        why,
+                        "); ",
+                        &crate::text::int(count.into()),
+                        " frame(s) so far",
+                    ]);
+                    self.event(RoomEvent::Error(error(code::BAD_PEER_DATA, message)));
+                }
+            }
+            other => self.out.push_back(Output::Data(other)),
         }
     }
 
@@ -1370,6 +1536,7 @@ impl<J: Payload> Room<J> {
             consider(peer.negotiation.deferred_deadline());
         }
         consider(self.tracer.next_wake());
+        consider(Some(self.data.next_wake()));
         if let LeavePhase::Flushing { deadline } | LeavePhase::Closing { trace_at: deadline } = &self.leave {
             consider(Some(*deadline));
         }

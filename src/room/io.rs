@@ -10,6 +10,7 @@
 use rtcroom_protocol::{ClientMsg, IceCandidate, LeaveReason, ServerMsg, SessionDescription, SignalPayload};
 
 use crate::{
+    data::{AckMode, ChannelId, ChannelSpec, DataOut, Handle, SendId},
     error::SdkError,
     peer::lifecycle::PeerState,
     room::session::SessionState,
@@ -74,6 +75,32 @@ pub enum Input<J> {
         method: String,
         value: Value,
         extra: Vec<Value>,
+    },
+    // ---- data
+    /// `peer.send()`: `len` bytes the executor holds as `handle`, on the channel `label`;
+    /// settled by [`RoomEvent::SendDone`].
+    Send {
+        peer: String,
+        label: String,
+        send: SendId,
+        handle: Handle,
+        kind: u8,
+        len: u32,
+        ack: AckMode,
+    },
+    /// `session.createChannel()`: on every peer connection, now and later.
+    CreateChannel(ChannelSpec),
+    /// Something happened on a data channel of a peer connection.
+    Channel {
+        pc: PcId,
+        channel: ChannelId,
+        event: ChannelEvent,
+    },
+    /// The app's listeners ran for a message that asked for an ack ([`RoomEvent::Message`]).
+    Delivered {
+        pc: PcId,
+        channel: ChannelId,
+        seq: u32,
     },
     // ---- `StatsTrace`: traces of the app's own peer connections, on the same code
     /// Starts a trace generation (a new dump) at the collector `url`, closing the current one;
@@ -156,6 +183,25 @@ pub enum PcEvent {
     IceGatheringState(String),
 }
 
+/// What a data channel reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelEvent {
+    /// Open; the remote's `maxMessageSize` (`pc.sctp`), when the browser says.
+    Open {
+        max_message_size: Option<f64>,
+    },
+    Closed,
+    /// Its `bufferedAmount` now (on `bufferedamountlow`, or asked by [`DataOut::Poll`]).
+    Buffered(f64),
+    /// A message: its first bytes (up to a data header) and the executor's handle for the
+    /// rest (`len` bytes), if any.
+    Frame {
+        head: Vec<u8>,
+        part: Option<Handle>,
+        len: u32,
+    },
+}
+
 /// The result of a browser operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpOutput {
@@ -200,6 +246,9 @@ pub enum Output<J> {
         call: BrowserCall,
     },
     Trace(TraceAction),
+    /// Data channel work: send a chunk or an ack, read a buffered amount, free handles.
+    /// ([`DataOut::Deliver`], `Settled` and `Refused` come as events instead.)
+    Data(DataOut),
     /// Stop the tracks of these local streams (`leave({ stopTracks: true })`).
     StopTracks {
         streams: Vec<String>,
@@ -241,6 +290,8 @@ pub enum BrowserCall {
     },
     RestartIce,
     GetStats,
+    /// A pre-negotiated data channel (`negotiated: true` with the spec's id).
+    CreateChannel(ChannelSpec),
 }
 
 /// Events for the app, typed.
@@ -328,6 +379,20 @@ pub enum RoomEvent<J> {
     StatsReply {
         request: RequestId,
         result: Result<Box<Summary>, SdkError>,
+    },
+    /// A message from `peer` on channel `label`: its chunks' handles in order. With `ack`,
+    /// feed [`Input::Delivered`] with it once the app's listeners ran.
+    Message {
+        peer: String,
+        label: String,
+        kind: u8,
+        parts: Vec<Handle>,
+        ack: Option<(PcId, ChannelId, u32)>,
+    },
+    /// A `send()` settles: `Ok(true)` delivered (or handed over), `Ok(false)` no ack in time.
+    SendDone {
+        send: SendId,
+        result: Result<bool, SdkError>,
     },
     Error(SdkError),
 }

@@ -5,7 +5,7 @@ pub mod core;
 pub mod io;
 pub mod session;
 
-pub use self::core::{Room, RoomConfig, StatsOptions, DATA_CHANNEL};
+pub use self::core::{Room, RoomConfig, StatsOptions};
 pub use io::{
     BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId, RequestId, RoomEvent,
     TraceSocketEvent, TransportOp,

@@ -41,6 +41,12 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn close(this: &Pc) -> Result<(), JsValue>;
 
+    #[wasm_bindgen(js_name = RTCDataChannel)]
+    type Channel;
+    /// Throws when the channel is closing or its buffer is full.
+    #[wasm_bindgen(method, catch)]
+    fn send(this: &Channel, data: &JsValue) -> Result<(), JsValue>;
+
     #[wasm_bindgen(js_name = MediaStream)]
     type Stream;
     #[wasm_bindgen(method, catch, js_name = getTracks)]
@@ -98,6 +104,11 @@ pub fn remove_track(p: &RtcPeerConnection, sender: &JsValue) -> Result<(), JsVal
 
 pub fn create_data_channel(p: &RtcPeerConnection, label: &str, init: &JsValue) -> Result<JsValue, JsValue> {
     pc(p).create_data_channel(label, init)
+}
+
+/// `channel.send(data)`; `Err` when the browser refuses (closing, buffer full).
+pub fn channel_send(channel: &JsValue, data: &JsValue) -> Result<(), JsValue> {
+    channel.unchecked_ref::<Channel>().send(data)
 }
 
 pub fn close(p: &RtcPeerConnection) {
@@ -282,6 +293,10 @@ pub fn error_value(error: &SdkError) -> JsValue {
     let _ = Reflect::set(&js_error, &"code".into(), &error.code.into());
     let _ = Reflect::set(&js_error, &"fatal".into(), &error.fatal.into());
     js_error.into()
+}
+
+pub fn set(target: &JsValue, key: &str, value: &JsValue) {
+    let _ = Reflect::set(target, &JsValue::from_str(key), value);
 }
 
 pub fn get(target: &JsValue, key: &str) -> JsValue {

@@ -35,12 +35,13 @@ use super::{
     transport::{Socket, TransportEvent},
 };
 use crate::{
+    data::{app_channel_id, AckMode, ChannelId, ChannelSpec, DataOut, SendId, HEADER, LOW_WATER},
     error::{code, SdkError},
     peer::lifecycle::IcePolicy,
+    room::io::ChannelEvent,
     room::{
         session::SessionState, BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent,
         PcId, RequestId, Room, RoomConfig, RoomEvent, StatsOptions, TraceSocketEvent, TransportOp,
-        DATA_CHANNEL,
     },
     signaling::retry::RetryPolicy,
     stats::Action as TraceAction,
@@ -69,13 +70,15 @@ struct PcShell {
     senders: Vec<(String, JsValue)>,
     /// Remote streams by id, as their `track` events brought them.
     remote: Vec<(String, MediaStream)>,
-    _channel: Option<JsValue>,
+    /// Data channels by id, with their listeners.
+    channels: Vec<(ChannelId, JsValue, [Listener; 4])>,
     listeners: Vec<Listener>,
 }
 
 impl Drop for PcShell {
     fn drop(&mut self) {
         self.listeners.clear();
+        self.channels.clear();
         js::close(&self.pc);
     }
 }
@@ -124,9 +127,52 @@ struct State {
     leave_waiters: Vec<Function>,
     requests: Vec<(RequestId, Function, Function)>,
     next_request: RequestId,
+    /// Bytes the data engine names by handle: outgoing messages and incoming chunks.
+    payloads: Slab,
+    /// `send()` Promises by send id.
+    sends: Vec<(SendId, Function, Function)>,
+    next_send: SendId,
     /// `pagehide` and `beforeunload`: leave when the page goes away (Firefox closes the page's
     /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others).
     page_exit: Vec<Listener>,
+}
+
+/// JS values by a reusable index (the data engine's handles): O(1) in and out.
+#[derive(Default)]
+struct Slab {
+    items: Vec<Option<JsValue>>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, value: JsValue) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i as usize] = Some(value);
+                i
+            }
+            None => {
+                self.items.push(Some(value));
+                (self.items.len() - 1) as u32
+            }
+        }
+    }
+    fn get(&self, i: u32) -> Option<&JsValue> {
+        self.items.get(i as usize)?.as_ref()
+    }
+    fn take(&mut self, i: u32) -> Option<JsValue> {
+        let value = self.items.get_mut(i as usize)?.take();
+        if value.is_some() {
+            self.free.push(i);
+        }
+        value
+    }
+}
+
+/// What runs after the loop, in order: app calls, and acks of messages whose listeners ran.
+enum AppCall {
+    Call(Function, [JsValue; 3]),
+    Delivered(PcId, ChannelId, u32),
 }
 
 /// The executor: the room's state, the input queue, and the app calls to make after the loop.
@@ -134,7 +180,7 @@ struct Shared {
     state: RefCell<State>,
     queue: RefCell<VecDeque<Input<Js>>>,
     running: Cell<bool>,
-    app: RefCell<VecDeque<(Function, [JsValue; 3])>>,
+    app: RefCell<VecDeque<AppCall>>,
     delivering: Cell<bool>,
 }
 
@@ -172,6 +218,9 @@ impl State {
             leave_waiters: Vec::new(),
             requests: Vec::new(),
             next_request: 1,
+            payloads: Slab::default(),
+            sends: Vec::new(),
+            next_send: 1,
             page_exit: Vec::new(),
         }
     }
@@ -218,14 +267,21 @@ fn deliver(shared: &Rc<Shared>) {
     }
     loop {
         let next = shared.app.borrow_mut().pop_front();
-        let Some((f, [a, b, c])) = next else { break };
-        let _ = f.call3(&JsValue::NULL, &a, &b, &c);
+        match next {
+            None => break,
+            Some(AppCall::Call(f, [a, b, c])) => {
+                let _ = f.call3(&JsValue::NULL, &a, &b, &c);
+            }
+            Some(AppCall::Delivered(pc, channel, seq)) => {
+                feed(&Rc::downgrade(shared), Input::Delivered { pc, channel, seq });
+            }
+        }
     }
     shared.delivering.set(false);
 }
 
 fn app_call(shared: &Shared, f: &Function, args: [JsValue; 3]) {
-    shared.app.borrow_mut().push_back((f.clone(), args));
+    shared.app.borrow_mut().push_back(AppCall::Call(f.clone(), args));
 }
 
 fn emit(shared: &Shared, peer: Option<&str>, name: &str, detail: JsValue) {
@@ -242,6 +298,7 @@ fn perform_all(shared: &Rc<Shared>) {
             Output::Transport(op) => transport(shared, op),
             Output::Browser { pc, op, call } => browser(shared, pc, op, call),
             Output::Trace(action) => trace(shared, action),
+            Output::Data(out) => data(shared, out),
             Output::StopTracks { streams } => {
                 let tracks: Vec<JsValue> = {
                     let st = shared.state.borrow();
@@ -466,6 +523,7 @@ fn browser(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, call: BrowserCall) {
             let result = js::restart_ice(&pc).map_err(|e| describe(&e));
             done(shared, op, result.map(|()| OpOutput::Empty));
         }
+        BrowserCall::CreateChannel(spec) => create_channel(shared, id, &pc, &spec),
         BrowserCall::GetStats => {
             let weak = Rc::downgrade(shared);
             let promise = js::get_stats(&pc);
@@ -541,18 +599,13 @@ fn create_pc(shared: &Rc<Shared>, id: PcId, op: Option<OpId>, peer: &str) {
         ),
     ];
     listeners.push(remote_tracks(shared, id, &pc));
-    // The pre-negotiated channel on both sides: the first offer always has an m=application
-    // section (data works without renegotiation) and no `datachannel` event is needed.
-    let (label, channel_id) = DATA_CHANNEL;
-    let init = object(&[("negotiated", true.into()), ("id", channel_id.into())]);
-    let channel = js::create_data_channel(&pc, label, &init).ok();
     shared.state.borrow_mut().pcs.insert(
         id,
         PcShell {
             pc,
             senders: Vec::new(),
             remote: Vec::new(),
-            _channel: channel,
+            channels: Vec::new(),
             listeners,
         },
     );
@@ -705,6 +758,184 @@ fn arm_drain_check(shared: &Rc<Shared>) {
     }));
 }
 
+// ---- data channels
+
+/// A pre-negotiated channel (the same id on both sides), binary, with its pacing threshold.
+fn create_channel(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection, spec: &ChannelSpec) {
+    let mut init = vec![
+        ("negotiated", true.into()),
+        ("id", spec.id.into()),
+        ("ordered", spec.ordered.into()),
+    ];
+    if let Some(n) = spec.max_retransmits {
+        init.push(("maxRetransmits", n.into()));
+    }
+    if let Some(n) = spec.max_packet_life_time {
+        init.push(("maxPacketLifeTime", n.into()));
+    }
+    let Ok(channel) = js::create_data_channel(pc, &spec.label, &object(&init)) else {
+        return;
+    };
+    js::set(&channel, "binaryType", &"arraybuffer".into());
+    js::set(&channel, "bufferedAmountLowThreshold", &(LOW_WATER as f64).into());
+    let cid = spec.id;
+    let weak = Rc::downgrade(shared);
+    let on = move |event: ChannelEvent| {
+        feed(
+            &weak,
+            Input::Channel {
+                pc: id,
+                channel: cid,
+                event,
+            },
+        )
+    };
+    let open = {
+        let (on, pc) = (on.clone(), pc.clone());
+        Listener::new(&channel, "open", move |_| {
+            let max = js::get(&js::get(&pc, "sctp"), "maxMessageSize").as_f64();
+            on(ChannelEvent::Open {
+                max_message_size: max,
+            });
+        })
+    };
+    let close = {
+        let on = on.clone();
+        Listener::new(&channel, "close", move |_| on(ChannelEvent::Closed))
+    };
+    let low = {
+        let on = on.clone();
+        Listener::new(&channel, "bufferedamountlow", move |e| {
+            let amount = js::get(&js::get(e, "target"), "bufferedAmount")
+                .as_f64()
+                .unwrap_or(0.0);
+            on(ChannelEvent::Buffered(amount));
+        })
+    };
+    let message = {
+        let weak = Rc::downgrade(shared);
+        Listener::new(&channel, "message", move |e| {
+            let Some(shared) = weak.upgrade() else { return };
+            let event = match js::get(e, "data").dyn_into::<js_sys::ArrayBuffer>() {
+                Ok(buffer) => {
+                    let total = buffer.byte_length();
+                    let head_len = total.min(HEADER as u32);
+                    // Byte by byte: `to_vec` asserts lengths, which links core::fmt (+10 KB).
+                    let view = js_sys::Uint8Array::new_with_byte_offset_and_length(&buffer, 0, head_len);
+                    let head: Vec<u8> = (0..head_len).map(|i| view.get_index(i)).collect();
+                    let part = (total > HEADER as u32
+                        || (total == HEADER as u32 && head.first() == Some(&1)))
+                    .then(|| {
+                        let view = js_sys::Uint8Array::new_with_byte_offset_and_length(
+                            &buffer,
+                            head_len,
+                            total - head_len,
+                        );
+                        shared.state.borrow_mut().payloads.insert(view.into())
+                    });
+                    ChannelEvent::Frame {
+                        head,
+                        part,
+                        len: total - head_len,
+                    }
+                }
+                // Text (or anything else) is not ours: refused by the engine.
+                Err(_) => ChannelEvent::Frame {
+                    head: Vec::new(),
+                    part: None,
+                    len: 0,
+                },
+            };
+            feed(
+                &weak,
+                Input::Channel {
+                    pc: id,
+                    channel: cid,
+                    event,
+                },
+            );
+        })
+    };
+    if let Some(shell) = shared.state.borrow_mut().pcs.get_mut(&id) {
+        shell.channels.push((cid, channel, [open, close, low, message]));
+    }
+}
+
+fn channel_of(shared: &Shared, pc: PcId, channel: ChannelId) -> Option<JsValue> {
+    let st = shared.state.borrow();
+    let shell = st.pcs.get(&pc)?;
+    shell
+        .channels
+        .iter()
+        .find(|(c, _, _)| *c == channel)
+        .map(|(_, ch, _)| ch.clone())
+}
+
+fn buffered_now(shared: &Rc<Shared>, pc: PcId, channel: ChannelId, ch: &JsValue) {
+    let amount = js::get(ch, "bufferedAmount").as_f64().unwrap_or(0.0);
+    feed(
+        &Rc::downgrade(shared),
+        Input::Channel {
+            pc,
+            channel,
+            event: ChannelEvent::Buffered(amount),
+        },
+    );
+}
+
+/// The data engine's work: frames out, buffered amounts in, handles freed.
+fn data(shared: &Rc<Shared>, out: DataOut) {
+    match out {
+        DataOut::Send {
+            pc,
+            channel,
+            header,
+            handle,
+            offset,
+            len,
+        } => {
+            let Some(ch) = channel_of(shared, pc, channel) else {
+                return;
+            };
+            let payload = shared.state.borrow().payloads.get(handle).cloned();
+            let Some(payload) = payload else { return };
+            let bytes: js_sys::Uint8Array = payload.unchecked_into();
+            let frame = js_sys::Uint8Array::new_with_length(HEADER as u32 + len);
+            frame.set(&js_sys::Uint8Array::from(&header[..]), 0);
+            frame.set(&bytes.subarray(offset, offset + len), HEADER as u32);
+            if js::channel_send(&ch, &frame).is_err() {
+                let weak = Rc::downgrade(shared);
+                feed(
+                    &weak,
+                    Input::Channel {
+                        pc,
+                        channel,
+                        event: ChannelEvent::Closed,
+                    },
+                );
+            }
+        }
+        DataOut::Control { pc, channel, bytes } => {
+            if let Some(ch) = channel_of(shared, pc, channel) {
+                let _ = js::channel_send(&ch, &js_sys::Uint8Array::from(&bytes[..]));
+            }
+        }
+        DataOut::Poll { pc, channel } => {
+            if let Some(ch) = channel_of(shared, pc, channel) {
+                buffered_now(shared, pc, channel, &ch);
+            }
+        }
+        DataOut::Release(handles) => {
+            let mut st = shared.state.borrow_mut();
+            for h in handles {
+                st.payloads.take(h);
+            }
+        }
+        // Come as room events.
+        DataOut::Deliver { .. } | DataOut::Settled { .. } | DataOut::Refused { .. } => {}
+    }
+}
+
 // ---- events for the app
 
 fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
@@ -808,6 +1039,44 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
             emit(shared, Some(&peer), "app-signal", object(&[("data", data.0)]));
         }
         RoomEvent::Stats { peer, summary } => emit(shared, Some(&peer), "stats", summary_value(&summary)),
+        RoomEvent::Message {
+            peer,
+            label,
+            kind,
+            parts,
+            ack,
+        } => {
+            let parts: Array = {
+                let mut st = shared.state.borrow_mut();
+                parts.into_iter().filter_map(|h| st.payloads.take(h)).collect()
+            };
+            let detail = object(&[
+                ("channel", label.into()),
+                ("kind", kind.into()),
+                ("parts", parts.into()),
+            ]);
+            emit(shared, Some(&peer), "message", detail);
+            if let Some((pc, channel, seq)) = ack {
+                shared
+                    .app
+                    .borrow_mut()
+                    .push_back(AppCall::Delivered(pc, channel, seq));
+            }
+        }
+        RoomEvent::SendDone { send, result } => {
+            let waiter = {
+                let mut st = shared.state.borrow_mut();
+                let index = st.sends.iter().position(|(s, _, _)| *s == send);
+                index.map(|i| st.sends.swap_remove(i))
+            };
+            if let Some((_, resolve, reject)) = waiter {
+                let (f, value) = match result {
+                    Ok(done) => (resolve, JsValue::from(done)),
+                    Err(e) => (reject, error_value(&e)),
+                };
+                app_call(shared, &f, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]);
+            }
+        }
         RoomEvent::StatsReply { request, result } => {
             let waiter = {
                 let mut st = shared.state.borrow_mut();
@@ -1196,6 +1465,87 @@ impl RoomCore {
             },
         );
         promise
+    }
+
+    /// `peer.send()`: `bytes` (a Uint8Array, kept until sent) to `peer` on channel `label`;
+    /// `kind` is the wrapper's (how the other side rebuilds the value). Resolves `true` once
+    /// the other app has it (reliable), once it left the queue (unreliable), or with
+    /// `ackTimeoutMs` on an unreliable channel, `true` on the ack or `false` after that long.
+    pub fn send(
+        &self,
+        peer: String,
+        label: String,
+        kind: u8,
+        bytes: JsValue,
+        ack_timeout_ms: Option<f64>,
+    ) -> Promise {
+        let (promise, resolve, reject) = promise();
+        let Ok(bytes) = bytes.dyn_into::<js_sys::Uint8Array>() else {
+            let _ = reject.call1(
+                &JsValue::NULL,
+                &invalid("send(peer, channel, kind, bytes): bytes must be a Uint8Array"),
+            );
+            return promise;
+        };
+        let len = bytes.length();
+        let (send, handle) = {
+            let Ok(mut st) = self.shared.state.try_borrow_mut() else {
+                busy()
+            };
+            let send = st.next_send;
+            st.next_send = st.next_send.wrapping_add(1);
+            st.sends.push((send, resolve, reject));
+            (send, st.payloads.insert(bytes.into()))
+        };
+        let ack = match ack_timeout_ms {
+            Some(ms) if ms.is_finite() && ms >= 0.0 => AckMode::Within(ms),
+            _ => AckMode::Delivered,
+        };
+        feed(
+            &self.weak(),
+            Input::Send {
+                peer,
+                label,
+                send,
+                handle,
+                kind,
+                len,
+                ack,
+            },
+        );
+        promise
+    }
+
+    /// `session.createChannel()`: a channel negotiated with the same id (from its label) on
+    /// every peer connection, now and later. The options govern this side's sending.
+    #[wasm_bindgen(js_name = createChannel)]
+    pub fn create_channel(
+        &self,
+        label: String,
+        ordered: bool,
+        max_retransmits: Option<u16>,
+        max_packet_life_time: Option<u16>,
+    ) -> Result<(), JsValue> {
+        if label.is_empty() || label.len() > 64 || label == "reliable" || label == "unreliable" {
+            return Err(invalid(
+                "createChannel(label): label must be 1-64 bytes and not 'reliable' or 'unreliable'",
+            ));
+        }
+        if max_retransmits.is_some() && max_packet_life_time.is_some() {
+            return Err(invalid(
+                "createChannel(label, options): maxRetransmits and maxPacketLifeTime exclude each other",
+            ));
+        }
+        let spec = ChannelSpec {
+            id: app_channel_id(&label),
+            label,
+            ordered,
+            max_retransmits,
+            max_packet_life_time,
+        };
+        self.read(|st| st.room.check_channel(&spec)).map_err(invalid)?;
+        feed(&self.weak(), Input::CreateChannel(spec));
+        Ok(())
     }
 
     /// Sends `stream` to every peer, now and later; `role` labels it on the other side.

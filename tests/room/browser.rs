@@ -246,6 +246,8 @@ impl SimPc {
         }
         match call {
             BrowserCall::Create { .. } => fx.result = Some(Ok(OpOutput::Empty)),
+            // Data channels are the data engine's (tests/data.rs); the room only makes them.
+            BrowserCall::CreateChannel(_) => {}
             BrowserCall::Close => {
                 self.sig = Sig::Closed;
                 self.connection = "closed";

@@ -380,6 +380,7 @@ impl World {
                 }
                 Output::Trace(action) => self.collector(node, action),
                 Output::StopTracks { streams } => self.nodes[node].stopped_tracks.extend(streams),
+                Output::Data(_) => {}
                 Output::Event(e) => self.nodes[node].events.push(e),
             }
         }
