@@ -254,9 +254,9 @@ export interface PeerEvents {
   'metadata-updated': { metadata: Record<string, unknown> };
   'peer-left': { reason: LeaveReason };
   'app-signal': { data: unknown };
-  'message': { data: MessageData; channel: string };
   /** Every `stats.intervalMs` while connected (needs `config.stats`). */
   'stats': PeerStats;
+  'message': { data: MessageData; channel: string };
 }
 
 export interface MediaStats {

@@ -168,7 +168,7 @@ export const BroadcastChannelTransport = SharedWorkerTransport;
 
 // Each emitter's event names, one list per class. on()/once() refuse any other name, and
 // index.d.ts types the same names (SessionEvents, PeerEvents, StatsTraceEvents).
-const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'message', 'error'];
+const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'error', 'message'];
 const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats', 'message'];
 const STATS_TRACE_EVENTS = ['stats', 'error'];
 

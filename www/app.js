@@ -26,6 +26,7 @@ const ui = {
   grid: $('grid'), alone: $('alone'), localVideo: $('local-video'), localTile: $('local-tile'),
   micButton: $('toggle-mic'), camButton: $('toggle-cam'), leaveButton: $('leave'),
   shareLink: $('share-link'), copyStatus: $('copy-status'),
+  chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'),
   sessionInfo: $('session-info'), sessionState: $('session-state'), roomName: $('room-name'),
   error: $('error'), mediaNotice: $('media-notice'), reconnecting: $('reconnecting'),
 };
@@ -317,6 +318,7 @@ async function endCall({ keepMessages = false } = {}) {
   for (const off of current.offs) off();
   for (const tile of current.tiles.values()) tile.destroy();
   current.tiles.clear();
+  ui.chatLog.replaceChildren();
   try {
     await current.session.leave({ stopTracks: true });
   } catch (err) {
@@ -336,6 +338,42 @@ async function endCall({ keepMessages = false } = {}) {
   showLobby();
   ui.roomInput.value = current.session.room;
   setSessionState(current.session.state);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat: room-wide messages on the reliable channel, with delivery ticks from the acks.
+
+function chatLine(who, text) {
+  const li = document.createElement('li');
+  const name = document.createElement('span');
+  name.className = 'who';
+  name.textContent = who;
+  li.append(name, document.createTextNode(text));
+  ui.chatLog.append(li);
+  ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+  return li;
+}
+
+async function sendChat(session, text) {
+  const li = chatLine('You', text);
+  const ticks = document.createElement('span');
+  ticks.className = 'ticks';
+  ticks.dataset.state = 'sending';
+  ticks.textContent = '…';
+  ticks.title = 'sending';
+  li.append(ticks);
+  if (session.peers().length === 0) {
+    ticks.textContent = '✓';
+    ticks.title = 'nobody else is here yet';
+    return;
+  }
+  const { delivered, failed } = await session.broadcast({ type: 'chat', text });
+  // ✓✓: every peer's app has it (the SDK's acks); ✗: who did not get it, and why.
+  ticks.dataset.state = failed.length ? 'failed' : 'delivered';
+  ticks.textContent = failed.length ? `✓ ${delivered.length}, ✗ ${failed.length}` : '✓✓';
+  ticks.title = failed.length
+    ? `not delivered to ${failed.map((f) => `${f.peerId} (${f.error.code})`).join(', ')}`
+    : `delivered to ${delivered.length} peer(s)`;
 }
 
 async function joinRoom(room, name) {
@@ -368,6 +406,10 @@ async function joinRoom(room, name) {
       current.tiles.set(peer.id, tile);
       ui.grid.append(tile.el);
       updateAlone();
+    }),
+    session.on('message', ({ peer, data, channel }) => {
+      if (channel !== 'reliable' || data?.type !== 'chat' || typeof data.text !== 'string') return;
+      chatLine(displayName(peer), data.text.slice(0, 2000));
     }),
     session.on('peer-left', ({ peer }) => {
       current.tiles.get(peer.id)?.destroy();
@@ -436,6 +478,13 @@ $('random-room').addEventListener('click', () => {
 ui.micButton.addEventListener('click', () => toggleTrack('audio'));
 ui.camButton.addEventListener('click', () => toggleTrack('video'));
 ui.leaveButton.addEventListener('click', () => endCall());
+ui.chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = ui.chatInput.value.trim();
+  if (!text || !call) return;
+  ui.chatInput.value = '';
+  sendChat(call.session, text).catch((err) => showError(err));
+});
 $('copy-link').addEventListener('click', async () => {
   const text = ui.shareLink.value;
   try {

@@ -159,6 +159,17 @@ for (const name of BROWSERS) {
         await a.screenshot({ path: '/tmp/demo-call.png' });
       }
 
+      // Chat: A's line reaches B with A's name, and A's line gets its delivery ticks (the acks).
+      await a.type('#chat-input', 'hello <b>Bob</b>');
+      await a.keyboard.press('Enter');
+      await b.waitForFunction(() => document.querySelector('#chat-log li:last-child')?.textContent === 'Annhello <b>Bob</b>',
+        { timeout: WAIT_MS, polling: 50 });
+      await a.waitForFunction(() => document.querySelector('#chat-log li:last-child .ticks')?.dataset.state === 'delivered',
+        { timeout: WAIT_MS, polling: 50 });
+      assert.equal(await b.$eval('#chat-log li:last-child .who', (el) => el.textContent), 'Ann');
+      assert.equal(await b.$$eval('#chat-log b', (els) => els.length), 0, 'text, not HTML');
+      assert.equal(await a.$eval('#chat-log li:last-child .ticks', (el) => el.textContent), '✓✓');
+
       // Leave in B: A's tile goes away (the SDK promises peer-left well within a second).
       await click(b, '#leave');
       await a.waitForFunction(() => document.querySelectorAll('#grid .tile.remote').length === 0,
