@@ -771,7 +771,9 @@ function decodeData(kind, parts) {
   }
   if (kind === 0) return fromUtf8.decode(bytes);
   if (kind === 3) return JSON.parse(fromUtf8.decode(bytes));
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  // A concatenation owns its whole buffer; a single chunk is a view into its frame (copied).
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  const buffer = whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   if (kind === 1) return buffer;
   const View = globalThis[VIEWS[kind - 4]];
   return View ? new View(buffer) : buffer;

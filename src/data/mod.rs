@@ -186,6 +186,10 @@ struct Chan {
     buffered: u64,
     /// Since when sends wait on the buffered amount (for the poll fallback).
     waiting_since: Option<f64>,
+    /// The buffered amount was asked for at once when sends stopped: the estimate counts
+    /// every byte handed over, and the browser may have sent most of them already (then no
+    /// `bufferedamountlow` comes, as the amount never rose past the threshold).
+    probed: bool,
     next_seq: u32,
     queue: VecDeque<Outgoing>,
     /// Sent messages waiting for their ack: seq → (send, deadline).
@@ -202,6 +206,7 @@ impl Chan {
             open: false,
             buffered: 0,
             waiting_since: None,
+            probed: false,
             next_seq: 1,
             queue: VecDeque::new(),
             acks: LiteMap::new(),
@@ -333,6 +338,7 @@ impl Data {
         if !chan.open {
             return;
         }
+        let mut progressed = false;
         while chan.buffered < HIGH_WATER {
             let Some(next) = chan.queue.front_mut() else { break };
             let len = (next.len - next.sent).min(chunk);
@@ -361,6 +367,7 @@ impl Data {
             });
             chan.buffered += u64::from(len) + HEADER as u64;
             next.sent += len;
+            progressed = true;
             if next.sent < next.len {
                 continue;
             }
@@ -384,6 +391,13 @@ impl Data {
             (false, Some(since)) => Some(since),
             (false, None) => Some(now),
         };
+        if chan.queue.is_empty() || progressed {
+            chan.probed = false;
+        }
+        if !chan.queue.is_empty() && !chan.probed {
+            chan.probed = true;
+            self.out.push_back(DataOut::Poll { pc, channel });
+        }
     }
 
     /// A frame arrived: its first bytes (`head`, up to [`HEADER`]), and the executor's handle
