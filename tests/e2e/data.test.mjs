@@ -162,6 +162,23 @@ for (const name of BROWSERS) {
       await new Promise((r) => setTimeout(r, 3000));
       const alive = await a.evaluate((bId) => window.me.s.peer(bId).send('back?', { channel: 'unreliable', ack: true, timeoutMs: 3000 }), ids[1]);
       assert.equal(alive, true);
+
+      // Messages sent while an ICE restart is under way are delivered (SCTP outlives it).
+      await b.evaluate(() => { window.inbox.length = 0; });
+      const restarted = await a.evaluate(async (bId) => {
+        const peer = window.me.s.peer(bId);
+        const pc = peer.peerConnection;
+        const ufrag = () => /a=ice-ufrag:(\S+)/.exec(pc.localDescription?.sdp ?? '')?.[1];
+        const before = ufrag();
+        peer.restartIce();
+        const sends = Array.from({ length: 50 }, (_, i) => peer.send(`during restart ${i}`));
+        const results = await Promise.all(sends);
+        await window.rt.waitFor('new ufrag', () => ufrag() !== before && pc.signalingState === 'stable');
+        return { all: results.every((r) => r === true), state: peer.state };
+      }, ids[1]);
+      assert.deepEqual(restarted, { all: true, state: 'connected' });
+      const during = await b.evaluate(() => window.inbox.map((m) => m.data));
+      assert.deepEqual(during, Array.from({ length: 50 }, (_, i) => `during restart ${i}`));
     } finally {
       await browser.close();
     }
