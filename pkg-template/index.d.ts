@@ -19,7 +19,7 @@ export type LeaveReason = 'left' | 'timeout' | 'kicked';
 export type ErrorCode = 'room-full' | 'unauthorized' | 'signaling-unreachable' | 'signaling-closed' | 'invalid-state'
   | 'invalid-argument' | 'protocol-error' | 'server-error' | 'negotiation-failed' | 'media-error'
   | 'bad-peer-signal' | 'stats-unavailable' | 'stats-record-too-large' | 'stats-refused' | 'wasm-load-failed'
-  | 'peer-left' | 'channel-closed' | 'cancelled' | 'bad-peer-data' | 'timeout';
+  | 'peer-left' | 'channel-closed' | 'cancelled' | 'bad-peer-data' | 'timeout' | 'file-rejected' | 'integrity-error';
 
 /** What `send()` takes, and what `message` gives back: the same kind that was sent. */
 export type MessageData = string | ArrayBuffer | ArrayBufferView | Blob | JsonValue;
@@ -257,6 +257,37 @@ export interface PeerEvents {
   /** Every `stats.intervalMs` while connected (needs `config.stats`). */
   'stats': PeerStats;
   'message': { data: MessageData; channel: string };
+  /** A file offered by this peer: accept() or reject() it (with no listener, offers are rejected). */
+  'file': IncomingFile;
+}
+
+/** A file on its way, out (`peer.sendFile()`) or in (`incoming.accept()`). */
+export class FileTransfer {
+  readonly id: number;
+  readonly name: string;
+  readonly size: number;
+  readonly mimeType: string;
+  /**
+   * Once the receiver verified the SHA-256 (hex): the sender gets `{ sha256 }`, the receiver
+   * `{ blob, sha256 }`. Rejects with `file-rejected`, `cancelled`, `peer-left` or `integrity-error`.
+   */
+  readonly done: Promise<{ sha256: string; blob?: Blob }>;
+  /** Stops it on both sides; `done` rejects with `cancelled`. */
+  cancel(reason?: string): void;
+  /** `progress`: `{ bytes, total }`, monotone, reaching `total` on both sides. */
+  on(name: 'progress', listener: (detail: { bytes: number; total: number }) => void): Unsubscribe;
+  once(name: 'progress', listener: (detail: { bytes: number; total: number }) => void): Unsubscribe;
+}
+
+export interface IncomingFile {
+  readonly id: number;
+  readonly name: string;
+  readonly size: number;
+  readonly mimeType: string;
+  /** Starts the transfer; its `done` resolves `{ blob, sha256 }`. */
+  accept(): FileTransfer;
+  /** The sender's `done` rejects with `file-rejected`. */
+  reject(reason?: string): void;
 }
 
 export interface MediaStats {
@@ -296,6 +327,11 @@ export class RemotePeer {
    * the ack and `false` after `timeoutMs`. Un-awaited sends go out in order.
    */
   send(data: MessageData, options?: SendOptions): Promise<boolean>;
+  /**
+   * Offers a File or Blob (any size; streamed, memory bounded on both sides; SHA-256 checked on
+   * arrival). `signal` cancels it.
+   */
+  sendFile(file: Blob, options?: { name?: string; mimeType?: string; signal?: AbortSignal }): FileTransfer;
   /** Any other event name throws a TypeError (`invalid-argument`). */
   on<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;
   once<K extends PeerEventName>(name: K, listener: (detail: PeerEvents[K]) => void): Unsubscribe;

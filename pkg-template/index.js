@@ -169,14 +169,16 @@ export const BroadcastChannelTransport = SharedWorkerTransport;
 // Each emitter's event names, one list per class. on()/once() refuse any other name, and
 // index.d.ts types the same names (SessionEvents, PeerEvents, StatsTraceEvents).
 const SESSION_EVENTS = ['state-change', 'peer-joined', 'peer-left', 'error', 'message'];
-const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats', 'message'];
+const PEER_EVENTS = ['stream-added', 'stream-removed', 'state-change', 'metadata-updated', 'peer-left', 'app-signal', 'stats', 'message', 'file'];
 const STATS_TRACE_EVENTS = ['stats', 'error'];
+const TRANSFER_EVENTS = ['progress'];
 
 /** The event names of `emitter`'s class (looked up when first needed: the classes come later). */
 function eventNames(emitter) {
   if (emitter instanceof RoomSession) return ['RoomSession', SESSION_EVENTS];
   if (emitter instanceof RemotePeer) return ['RemotePeer', PEER_EVENTS];
   if (emitter instanceof StatsTrace) return ['StatsTrace', STATS_TRACE_EVENTS];
+  if (emitter instanceof FileTransfer) return ['FileTransfer', TRANSFER_EVENTS];
   return ['this emitter', []];
 }
 
@@ -209,6 +211,9 @@ class Emitter {
     }
     if (typeof listener !== 'function') throw invalidArgument(`${method}(name, listener): listener must be a function, not ${describeValue(listener)}`);
   }
+
+  /** Whether anything listens to `name`. */
+  _has(name) { return (this.#listeners.get(name)?.size ?? 0) > 0; }
 
   _emit(name, detail) {
     const set = this.#listeners.get(name);
@@ -793,13 +798,75 @@ function sendOptions(opts, where) {
   return { channel, ack: ack ? timeoutMs : undefined };
 }
 
+/**
+ * A file on its way, out (`peer.sendFile()`) or in (`incoming.accept()`): `progress` events
+ * `{ bytes, total }` (monotone, to 100 % on both sides), `cancel(reason?)`, and `done`, which
+ * resolves `{ sha256 }` (sender) or `{ blob, sha256 }` (receiver) once the receiver verified
+ * the SHA-256, and rejects with a typed error: `file-rejected`, `cancelled`, `peer-left`,
+ * `integrity-error`.
+ */
+export class FileTransfer extends Emitter {
+  #cancel;
+  #settle = null;
+
+  constructor(id, name, size, mimeType, cancel) {
+    super();
+    this.id = id;
+    this.name = name;
+    this.size = size;
+    this.mimeType = mimeType;
+    this.#cancel = cancel;
+    this.done = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
+    this.done.catch(() => {}); // an app that never awaits it sees no unhandled rejection
+  }
+
+  /** Stops the transfer on both sides; `done` rejects with `cancelled`. */
+  cancel(reason = 'cancelled') {
+    if (this.#settle) this.#cancel(String(reason));
+  }
+
+  _finish(ok, value) {
+    const settle = this.#settle;
+    this.#settle = null;
+    if (settle) (ok ? settle.resolve : settle.reject)(value);
+  }
+}
+
 export class RemotePeer extends Emitter {
   #core;
+  #files;
 
-  constructor(id, core) {
+  constructor(id, core, files) {
     super();
     this.id = id;
     this.#core = core;
+    this.#files = files;
+  }
+
+  /**
+   * Offers a File or Blob to this peer, streamed on its own channel (chat is never blocked);
+   * memory stays bounded on both sides. `signal` (an AbortSignal) cancels it.
+   */
+  sendFile(file, opts) {
+    if (!isBlob(file)) throw invalidArgument(`sendFile(file): file must be a File or Blob, not ${describeValue(file)}`);
+    const { name = file.name ?? 'file', mimeType = file.type ?? '', signal } = options(opts, 'sendFile(file, options)');
+    if (!string(name)) throw invalidArgument(`sendFile(file, { name }): name must be a string, not ${describeValue(name)}`);
+    if (!string(mimeType)) throw invalidArgument(`sendFile(file, { mimeType }): mimeType must be a string, not ${describeValue(mimeType)}`);
+    if (signal !== undefined && !(typeof AbortSignal === 'function' && signal instanceof AbortSignal)) {
+      throw invalidArgument(`sendFile(file, { signal }): signal must be an AbortSignal, not ${describeValue(signal)}`);
+    }
+    const core = this.#core;
+    if (!core) {
+      const gone = new FileTransfer(0, name, file.size, mimeType, () => {});
+      gone._finish(false, Object.assign(new Error('this peer has left'), { code: 'peer-left', fatal: false }));
+      return gone;
+    }
+    const id = core.sendFile(this.id, file, name, mimeType);
+    const transfer = new FileTransfer(id, name, file.size, mimeType, (reason) => core.fileCancel(id, reason));
+    this.#files.set(id, transfer);
+    if (signal?.aborted) transfer.cancel('aborted');
+    else signal?.addEventListener('abort', () => transfer.cancel('aborted'), { once: true });
+    return transfer;
   }
 
   /** 'new' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed' */
@@ -954,17 +1021,26 @@ export class RoomSession extends Emitter {
    */
   createChannel(label, opts) {
     const { ordered = true, maxRetransmits, maxPacketLifeTime } = options(opts, 'createChannel(label, options)');
-    if (!string(label) || label === '') throw invalidArgument(`createChannel(label): label must be a non-empty string, not ${describeValue(label)}`);
+    const bytes = string(label) ? utf8.encode(label).length : 0;
+    if (bytes < 1 || bytes > 64 || ['reliable', 'unreliable', 'files'].includes(label)) {
+      throw invalidArgument(`createChannel(label): label must be a string of 1-64 bytes other than the built-in 'reliable', 'unreliable' and 'files', not ${describeValue(label)}`);
+    }
+    if (maxRetransmits !== undefined && maxPacketLifeTime !== undefined) {
+      throw invalidArgument('createChannel(label, options): maxRetransmits and maxPacketLifeTime exclude each other');
+    }
     if (typeof ordered !== 'boolean') throw invalidArgument(`createChannel(label, { ordered }): ordered must be a boolean, not ${describeValue(ordered)}`);
     for (const [name, v] of [['maxRetransmits', maxRetransmits], ['maxPacketLifeTime', maxPacketLifeTime]]) {
       if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= 65535)) throw invalidArgument(`createChannel(label, { ${name} }): ${name} must be a whole number 0-65535, not ${describeValue(v)}`);
     }
     const spec = [label, ordered, maxRetransmits, maxPacketLifeTime];
-    if (this.#core) this.#core.createChannel(...spec);
-    else this.#channels.push(spec);
+    if (this.#core) return this.#core.createChannel(...spec);
+    const same = this.#channels.find(([l]) => l === label);
+    if (same && same.some((v, i) => v !== spec[i])) throw invalidArgument(`createChannel(${JSON.stringify(label)}): a channel with this label exists with other options`);
+    if (!same) this.#channels.push(spec);
   }
 
   #channels = []; // created before the core exists
+  #files = new Map(); // transfer id → FileTransfer, both ways
 
   updateMetadata(metadata) {
     if (!isJsonObject(metadata)) throw invalidArgument(`updateMetadata(metadata): metadata must be a JSON object, not ${describeValue(metadata)}`);
@@ -1014,7 +1090,10 @@ export class RoomSession extends Emitter {
     await load();
     if (this.#state !== 'idle') throw invalidState('this session already left');
     this.#core = new RoomCore(this.#config, (peerId, name, detail) => this.#dispatch(peerId, name, detail));
-    for (const spec of this.#channels.splice(0)) this.#core.createChannel(...spec);
+    for (const spec of this.#channels.splice(0)) {
+      // Checked when it was called; only a label whose id another label has is left to find.
+      try { this.#core.createChannel(...spec); } catch (err) { queueMicrotask(() => this._emit('error', err)); }
+    }
     for (const [stream, role] of this.#streams) {
       this.#core.addStream(stream, role);
       this.#traceStream(stream);
@@ -1069,7 +1148,7 @@ export class RoomSession extends Emitter {
   #dispatch(peerId, name, detail) {
     if (peerId === null) {
       if (name === 'peer-joined') {
-        const peer = new RemotePeer(detail.peerId, this.#core);
+        const peer = new RemotePeer(detail.peerId, this.#core, this.#files);
         this.#peers.set(peer.id, peer);
         this._emit('peer-joined', { peer });
       } else if (name === 'peer-left') {
@@ -1078,6 +1157,15 @@ export class RoomSession extends Emitter {
         this.#peers.delete(peer.id);
         peer._detach();
         this._emit('peer-left', { peer, reason: detail.reason });
+      } else if (name === 'file-progress' || name === 'file-done' || name === 'file-failed') {
+        const transfer = this.#files.get(detail.transfer);
+        if (!transfer) return;
+        if (name === 'file-progress') return transfer._emit('progress', { bytes: detail.bytes, total: detail.total });
+        this.#files.delete(detail.transfer);
+        if (name === 'file-failed') return transfer._finish(false, detail.error);
+        const done = { sha256: detail.sha256 };
+        if (detail.parts) done.blob = new Blob(detail.parts, { type: transfer.mimeType });
+        transfer._finish(true, done);
       } else if (name === '_trace') {
         this.#traceStarted();
       } else {
@@ -1088,6 +1176,31 @@ export class RoomSession extends Emitter {
     }
     const peer = this.#peers.get(peerId);
     if (!peer) return;
+    if (name === 'file-offer') {
+      const core = this.#core;
+      const id = detail.transfer;
+      let answered = false;
+      const incoming = {
+        id, name: detail.name, size: detail.size, mimeType: detail.mimeType,
+        accept: () => {
+          if (answered) throw invalidState('accept(): this offer was answered already');
+          answered = true;
+          const transfer = new FileTransfer(id, detail.name, detail.size, detail.mimeType, (reason) => core.fileCancel(id, reason));
+          this.#files.set(id, transfer);
+          core.fileAccept(id);
+          return transfer;
+        },
+        reject: (reason = 'rejected') => {
+          if (answered) return;
+          answered = true;
+          core.fileCancel(id, String(reason));
+        },
+      };
+      // With nobody listening, offers are rejected.
+      if (!peer._has('file')) incoming.reject('no file listener');
+      else peer._emit('file', incoming);
+      return;
+    }
     if (name === 'message') {
       let data;
       try { data = decodeData(detail.kind, detail.parts); } catch (err) {

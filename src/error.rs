@@ -52,4 +52,8 @@ pub mod code {
     pub const CANCELLED: &str = "cancelled";
     /// A peer sent data that is not ours (or too large): dropped, reported, never fatal.
     pub const BAD_PEER_DATA: &str = "bad-peer-data";
+    /// The peer rejected a file offer (or has no `file` listener).
+    pub const FILE_REJECTED: &str = "file-rejected";
+    /// A file arrived with another SHA-256 than was sent: not delivered.
+    pub const INTEGRITY: &str = "integrity-error";
 }

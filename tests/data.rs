@@ -194,6 +194,12 @@ impl Net {
                 side.pending_polls.push(channel);
             }
             DataOut::Refused { why, .. } => self.side(from_a).refused.push(why),
+            DataOut::File { part, .. } => {
+                // Not this engine's: the room hands it to the files engine (tests/files.rs).
+                if let Some(h) = part {
+                    self.side(from_a).store.remove(&h);
+                }
+            }
         }
     }
 

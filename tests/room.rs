@@ -762,3 +762,71 @@ fn an_apps_own_pc_is_traced_on_the_same_core() {
         "nothing of the pc in the second dump"
     );
 }
+
+#[test]
+fn data_crosses_the_room_and_every_send_settles_with_the_right_outcome() {
+    let mut w = World::new(21);
+    let nodes = mesh(&mut w, 3, "data");
+    for &n in &nodes {
+        w.join(n);
+        w.run_for(200.0);
+    }
+    w.run_for(5000.0);
+    assert_converged(&w, &nodes);
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // Messages cross every pair, on the reliable channel (chunked at the 64 KiB the simulated
+    // browser reports) and on an app channel created mid-call.
+    w.send(nodes[0], nodes[1], "reliable", big.clone(), 1);
+    w.send(nodes[0], nodes[2], "unreliable", b"to two".to_vec(), 2);
+    for &n in &nodes {
+        let spec = rtcroom::data::ChannelSpec {
+            id: rtcroom::data::app_channel_id("chat"),
+            label: "chat".into(),
+            ordered: true,
+            max_retransmits: None,
+            max_packet_life_time: None,
+        };
+        w.input(n, Input::CreateChannel(spec));
+    }
+    w.run_for(200.0);
+    w.send(nodes[2], nodes[1], "chat", b"hello from two".to_vec(), 3);
+    w.send(nodes[1], nodes[0], "nope", b"x".to_vec(), 4);
+    w.run_for(1000.0);
+    assert_eq!(w.send_result(nodes[0], 1), Some(Ok(true)));
+    assert_eq!(w.send_result(nodes[0], 2), Some(Ok(true)));
+    assert_eq!(w.send_result(nodes[2], 3), Some(Ok(true)));
+    assert_eq!(w.send_result(nodes[1], 4), Some(Err("invalid-argument")));
+    let (id0, id2) = (w.id(nodes[0]), w.id(nodes[2]));
+    assert_eq!(
+        w.nodes[nodes[1]].received,
+        vec![
+            (id0.clone(), "reliable".into(), 1, big.clone()),
+            (id2, "chat".into(), 1, b"hello from two".to_vec()),
+        ]
+    );
+    assert_eq!(
+        w.nodes[nodes[2]].received,
+        vec![(id0, "unreliable".into(), 1, b"to two".to_vec())]
+    );
+
+    // A peer that leaves while a message to it is in flight: `peer-left`; the sender's own
+    // leave with a send in flight: `cancelled`; nothing is held after.
+    w.send(nodes[0], nodes[2], "reliable", big.clone(), 5);
+    w.input(nodes[2], Input::Leave { stop_tracks: false });
+    w.run_for(2000.0);
+    assert_eq!(w.send_result(nodes[0], 5), Some(Err("peer-left")));
+    w.send(nodes[0], nodes[2], "reliable", b"too late".to_vec(), 6);
+    assert_eq!(w.send_result(nodes[0], 6), Some(Err("peer-left")));
+    w.send(nodes[1], nodes[0], "reliable", big, 7);
+    w.input(nodes[1], Input::Leave { stop_tracks: false });
+    w.run_for(2000.0);
+    assert_eq!(w.send_result(nodes[1], 7), Some(Err("cancelled")));
+    for &n in &nodes {
+        assert!(
+            w.nodes[n].payloads.is_empty(),
+            "node {n} holds {} payloads",
+            w.nodes[n].payloads.len()
+        );
+    }
+    assert_eq!(errors(&w, nodes[0]), Vec::<String>::new());
+}

@@ -13,6 +13,8 @@
 //!   says the sender's direction is unreliable (drop duplicates and stale reorderings).
 //! - ack: `[2, seq u32]`: the receiving app has message `seq` of this channel.
 
+pub mod files;
+
 use std::collections::VecDeque;
 
 use litemap::LiteMap;
@@ -31,6 +33,7 @@ pub type PcId = u32;
 /// The built-in channels every peer connection has, pre-negotiated.
 pub const RELIABLE: ChannelId = 0;
 pub const UNRELIABLE: ChannelId = 1;
+pub const FILES: ChannelId = 2;
 /// App channels get ids from their label in `FIRST_APP_ID..=LAST_APP_ID` (see [`app_channel_id`]).
 pub const FIRST_APP_ID: ChannelId = 16;
 pub const LAST_APP_ID: ChannelId = 1023;
@@ -99,6 +102,16 @@ impl ChannelSpec {
             max_packet_life_time: None,
         }
     }
+    /// File transfers' own channel (reliable, ordered), so a file never blocks chat.
+    pub fn files() -> ChannelSpec {
+        ChannelSpec {
+            id: FILES,
+            label: "files".into(),
+            ordered: true,
+            max_retransmits: None,
+            max_packet_life_time: None,
+        }
+    }
     /// Sending may lose or reorder messages.
     pub fn is_unreliable(&self) -> bool {
         self.max_retransmits.is_some() || self.max_packet_life_time.is_some()
@@ -123,7 +136,7 @@ pub enum DataOut {
     Send {
         pc: PcId,
         channel: ChannelId,
-        header: [u8; HEADER],
+        header: Vec<u8>,
         handle: Handle,
         offset: u32,
         len: u32,
@@ -159,9 +172,20 @@ pub enum DataOut {
         channel: ChannelId,
         why: &'static str,
     },
+    /// A file frame (see [`files`]): all its bytes as the executor passed them, and the handle
+    /// of what follows a chunk's header.
+    File {
+        pc: PcId,
+        channel: ChannelId,
+        frame: Vec<u8>,
+        part: Option<Handle>,
+    },
 }
 
 struct Outgoing {
+    /// A frame of another layer (a file chunk): this header, then the whole handle; no seq,
+    /// no ack, no settlement.
+    raw: Option<Vec<u8>>,
     send: SendId,
     handle: Handle,
     kind: u8,
@@ -197,6 +221,8 @@ struct Chan {
     inbox: LiteMap<u32, Assembly>,
     /// Unreliable receiving: the newest message delivered (older ones are stale).
     last_delivered: u32,
+    /// Small frames of another layer (file control) waiting for the channel to open.
+    held: Vec<Vec<u8>>,
 }
 
 impl Chan {
@@ -212,6 +238,7 @@ impl Chan {
             acks: LiteMap::new(),
             inbox: LiteMap::new(),
             last_delivered: 0,
+            held: Vec::new(),
         }
     }
 }
@@ -288,6 +315,7 @@ impl Data {
         let seq = chan.next_seq;
         chan.next_seq = chan.next_seq.wrapping_add(1).max(1);
         chan.queue.push_back(Outgoing {
+            raw: None,
             send,
             handle,
             kind,
@@ -295,6 +323,46 @@ impl Data {
             sent: 0,
             seq,
             ack,
+        });
+        self.pump(now, pc, channel);
+    }
+
+    /// Sends a small frame of another layer now, or once the channel opens.
+    pub fn control(&mut self, pc: PcId, channel: ChannelId, bytes: Vec<u8>) {
+        let Some(chan) = self.pcs.get_mut(&pc).and_then(|p| p.channels.get_mut(&channel)) else {
+            return;
+        };
+        if chan.open {
+            self.out.push_back(DataOut::Control { pc, channel, bytes });
+        } else {
+            chan.held.push(bytes);
+        }
+    }
+
+    /// Queues a frame of another layer behind the channel's messages, paced like them: `header`,
+    /// then the `len` bytes of `handle` (released once sent). `len` must fit a chunk.
+    pub fn send_raw(
+        &mut self,
+        now: f64,
+        pc: PcId,
+        channel: ChannelId,
+        header: Vec<u8>,
+        handle: Handle,
+        len: u32,
+    ) {
+        let Some(chan) = self.pcs.get_mut(&pc).and_then(|p| p.channels.get_mut(&channel)) else {
+            self.out.push_back(DataOut::Release(vec![handle]));
+            return;
+        };
+        chan.queue.push_back(Outgoing {
+            raw: Some(header),
+            send: 0,
+            handle,
+            kind: 0,
+            len,
+            sent: 0,
+            seq: 0,
+            ack: AckMode::Handed,
         });
         self.pump(now, pc, channel);
     }
@@ -312,6 +380,9 @@ impl Data {
         };
         if let Some(chan) = p.channels.get_mut(&channel) {
             chan.open = true;
+            for bytes in std::mem::take(&mut chan.held) {
+                self.out.push_back(DataOut::Control { pc, channel, bytes });
+            }
         }
         self.pump(now, pc, channel);
     }
@@ -341,6 +412,22 @@ impl Data {
         let mut progressed = false;
         while chan.buffered < HIGH_WATER {
             let Some(next) = chan.queue.front_mut() else { break };
+            if let Some(header) = next.raw.take() {
+                chan.buffered += u64::from(next.len) + header.len() as u64;
+                progressed = true;
+                let (handle, len) = (next.handle, next.len);
+                self.out.push_back(DataOut::Send {
+                    pc,
+                    channel,
+                    header,
+                    handle,
+                    offset: 0,
+                    len,
+                });
+                self.out.push_back(DataOut::Release(vec![handle]));
+                chan.queue.pop_front();
+                continue;
+            }
             let len = (next.len - next.sent).min(chunk);
             let mut flags = 0;
             if !matches!(next.ack, AckMode::Handed) {
@@ -354,7 +441,7 @@ impl Data {
                 next.len.to_be_bytes(),
                 next.sent.to_be_bytes(),
             );
-            let header = [
+            let header = vec![
                 DATA, next.kind, flags, s0, s1, s2, s3, t0, t1, t2, t3, o0, o1, o2, o3,
             ];
             self.out.push_back(DataOut::Send {
@@ -416,6 +503,14 @@ impl Data {
             return;
         };
         match head.first() {
+            Some(&files::CONTROL | &files::CHUNK) => {
+                self.out.push_back(DataOut::File {
+                    pc,
+                    channel,
+                    frame: head.to_vec(),
+                    part,
+                });
+            }
             Some(&ACK) if head.len() >= ACK_LEN => {
                 if let Some(h) = part {
                     self.out.push_back(DataOut::Release(vec![h]));
@@ -552,10 +647,12 @@ impl Data {
         let mut release = Vec::new();
         for o in chan.queue.drain(..) {
             release.push(o.handle);
-            out.push_back(DataOut::Settled {
-                send: o.send,
-                result: Err(err.clone()),
-            });
+            if o.raw.is_none() {
+                out.push_back(DataOut::Settled {
+                    send: o.send,
+                    result: Err(err.clone()),
+                });
+            }
         }
         for (_, (send, _)) in std::mem::take(&mut chan.acks).into_tuple_vec() {
             out.push_back(DataOut::Settled {

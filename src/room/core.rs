@@ -33,7 +33,10 @@ use super::{
     session::{Session, SessionAction, SessionConfig, SessionState},
 };
 use crate::{
-    data::{AckMode, ChannelSpec, Data, DataOut},
+    data::{
+        files::{FileOut, Files},
+        AckMode, ChannelSpec, Data, DataOut, FILES,
+    },
     error::{code, SdkError},
     peer::{
         lifecycle::{IcePolicy, PeerAction, PeerLife, PeerState},
@@ -209,6 +212,8 @@ pub struct Room<J: Payload> {
     now: f64,
     /// Messages, acks, pacing and reassembly on every pc's data channels.
     data: Data,
+    /// File transfers, on each pc's `files` channel.
+    files: Files,
     /// The channels every pc has: the two built-in ones, then the app's in creation order.
     channels: Vec<ChannelSpec>,
     /// Frames refused per pc (reported at 1, 2, 4, 8… so a hostile peer cannot flood the app).
@@ -318,7 +323,12 @@ impl<J: Payload> Room<J> {
             out: VecDeque::new(),
             now: 0.0,
             data: Data::new(),
-            channels: vec![ChannelSpec::reliable(), ChannelSpec::unreliable()],
+            files: Files::new(),
+            channels: vec![
+                ChannelSpec::reliable(),
+                ChannelSpec::unreliable(),
+                ChannelSpec::files(),
+            ],
             refused: LiteMap::new(),
         }
     }
@@ -448,6 +458,31 @@ impl<J: Payload> Room<J> {
                 ChannelEvent::Frame { head, part, len } => self.data.frame(pc, channel, &head, part, len),
             },
             Input::Delivered { pc, channel, seq } => self.data.delivered(pc, channel, seq),
+            Input::SendFile {
+                peer,
+                transfer,
+                size,
+                name,
+                mime,
+            } => match self
+                .peer_pc(&peer)
+                .filter(|pc| self.data.has_pc(*pc) && self.leave == LeavePhase::None)
+            {
+                Some(pc) => self.files.offer(pc, transfer, size, &name, &mime),
+                None => self.event(RoomEvent::FileFailed {
+                    transfer,
+                    error: error(code::PEER_LEFT, "this peer has left"),
+                }),
+            },
+            Input::FileSlice {
+                transfer,
+                offset,
+                handle,
+                bytes,
+            } => self.files.slice(transfer, offset, handle, &bytes),
+            Input::FileReadFailed { transfer, why } => self.files.read_failed(transfer, &why),
+            Input::FileAccept { transfer } => self.files.accept(transfer),
+            Input::FileCancel { transfer, reason } => self.files.cancel(transfer, &reason),
             Input::TraceRecord {
                 generation,
                 pc,
@@ -653,8 +688,10 @@ impl<J: Payload> Room<J> {
             code::CANCELLED,
             "the session left before the message was delivered",
         );
+        let ended = error(code::CANCELLED, "the session left during the transfer");
         for pc in self.peers.values().map(|p| p.pc).collect::<Vec<_>>() {
             self.data.remove_pc(pc, &cancelled);
+            self.files.remove_pc(pc, &ended);
         }
         if let JoinPhase::WaitingForTrace { .. } = self.join {
             // Left before signaling even started.
@@ -886,6 +923,10 @@ impl<J: Payload> Room<J> {
         self.life_actions(id, peer.pc, actions);
         let gone = error(code::PEER_LEFT, "the peer left before the message was delivered");
         self.data.remove_pc(peer.pc, &gone);
+        self.files.remove_pc(
+            peer.pc,
+            &error(code::PEER_LEFT, "the peer left during the transfer"),
+        );
         self.event(RoomEvent::PeerLeft {
             peer: id.to_string(),
             reason,
@@ -1341,8 +1382,14 @@ impl<J: Payload> Room<J> {
 
     /// After every input: the session's decisions, the tracer's, and whether `leave` is done.
     fn settle(&mut self) {
-        while let Some(out) = self.data.poll() {
-            self.data_output(out);
+        loop {
+            if let Some(out) = self.data.poll() {
+                self.data_output(out);
+            } else if let Some(out) = self.files.poll() {
+                self.file_output(out);
+            } else {
+                break;
+            }
         }
         self.settle_session();
         while let Some(out) = self.tracer.poll_output() {
@@ -1454,7 +1501,77 @@ impl<J: Payload> Room<J> {
                     self.event(RoomEvent::Error(error(code::BAD_PEER_DATA, message)));
                 }
             }
+            DataOut::File {
+                pc,
+                channel,
+                frame,
+                part,
+            } => {
+                let refused = if channel == FILES {
+                    self.files.frame(pc, &frame, part).err()
+                } else {
+                    if let Some(h) = part {
+                        self.out.push_back(Output::Data(DataOut::Release(vec![h])));
+                    }
+                    Some("a file frame outside the files channel")
+                };
+                if let Some(why) = refused {
+                    self.data_output(DataOut::Refused { pc, channel, why });
+                }
+            }
             other => self.out.push_back(Output::Data(other)),
+        }
+    }
+
+    fn file_output(&mut self, out: FileOut) {
+        match out {
+            FileOut::Frame {
+                pc,
+                header,
+                handle,
+                len,
+            } => match handle {
+                Some(handle) => self.data.send_raw(self.now, pc, FILES, header, handle, len),
+                None => self.data.control(pc, FILES, header),
+            },
+            FileOut::Read {
+                transfer,
+                offset,
+                len,
+            } => self.out.push_back(Output::ReadFile {
+                transfer,
+                offset,
+                len,
+            }),
+            FileOut::Offered {
+                pc,
+                transfer,
+                name,
+                size,
+                mime,
+            } => match self.peer_of(pc).map(str::to_string) {
+                Some(peer) => self.event(RoomEvent::FileOffered {
+                    peer,
+                    transfer,
+                    name,
+                    size,
+                    mime,
+                }),
+                None => self.files.cancel(transfer, "the peer is gone"),
+            },
+            FileOut::Progress {
+                transfer,
+                bytes,
+                total,
+            } => self.event(RoomEvent::FileProgress {
+                transfer,
+                bytes,
+                total,
+            }),
+            FileOut::Chunk { transfer, handle } => self.event(RoomEvent::FileChunk { transfer, handle }),
+            FileOut::Done { transfer, sha256 } => self.event(RoomEvent::FileDone { transfer, sha256 }),
+            FileOut::Failed { transfer, error } => self.event(RoomEvent::FileFailed { transfer, error }),
+            FileOut::Release(handles) => self.out.push_back(Output::Data(DataOut::Release(handles))),
         }
     }
 

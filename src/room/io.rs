@@ -96,6 +96,35 @@ pub enum Input<J> {
         channel: ChannelId,
         event: ChannelEvent,
     },
+    /// `peer.sendFile()`: `transfer` is the executor's id for it (below `files::INCOMING`).
+    SendFile {
+        peer: String,
+        transfer: u32,
+        size: u64,
+        name: String,
+        mime: String,
+    },
+    /// Bytes read for [`Output::ReadFile`]: held by the executor as `handle`, and here to hash.
+    FileSlice {
+        transfer: u32,
+        offset: u64,
+        handle: Handle,
+        bytes: Vec<u8>,
+    },
+    /// A read for [`Output::ReadFile`] failed (the file changed or went away).
+    FileReadFailed {
+        transfer: u32,
+        why: String,
+    },
+    /// The app accepted an offered file.
+    FileAccept {
+        transfer: u32,
+    },
+    /// The app rejected an offer, or cancelled a transfer.
+    FileCancel {
+        transfer: u32,
+        reason: String,
+    },
     /// The app's listeners ran for a message that asked for an ack ([`RoomEvent::Message`]).
     Delivered {
         pc: PcId,
@@ -249,6 +278,13 @@ pub enum Output<J> {
     /// Data channel work: send a chunk or an ack, read a buffered amount, free handles.
     /// ([`DataOut::Deliver`], `Settled` and `Refused` come as events instead.)
     Data(DataOut),
+    /// Read bytes `offset..offset + len` of the outgoing file `transfer`; answer with
+    /// [`Input::FileSlice`] (or [`Input::FileReadFailed`]).
+    ReadFile {
+        transfer: u32,
+        offset: u64,
+        len: u32,
+    },
     /// Stop the tracks of these local streams (`leave({ stopTracks: true })`).
     StopTracks {
         streams: Vec<String>,
@@ -388,6 +424,33 @@ pub enum RoomEvent<J> {
         kind: u8,
         parts: Vec<Handle>,
         ack: Option<(PcId, ChannelId, u32)>,
+    },
+    /// A peer offers a file: `transfer` names it for [`Input::FileAccept`] / `FileCancel`.
+    FileOffered {
+        peer: String,
+        transfer: u32,
+        name: String,
+        size: u64,
+        mime: String,
+    },
+    FileProgress {
+        transfer: u32,
+        bytes: u64,
+        total: u64,
+    },
+    /// An incoming chunk, in order: the executor keeps it for the file's Blob.
+    FileChunk {
+        transfer: u32,
+        handle: Handle,
+    },
+    /// Verified on both sides: the content's SHA-256.
+    FileDone {
+        transfer: u32,
+        sha256: [u8; 32],
+    },
+    FileFailed {
+        transfer: u32,
+        error: SdkError,
     },
     /// A `send()` settles: `Ok(true)` delivered (or handed over), `Ok(false)` no ack in time.
     SendDone {

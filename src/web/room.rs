@@ -35,7 +35,7 @@ use super::{
     transport::{Socket, TransportEvent},
 };
 use crate::{
-    data::{app_channel_id, AckMode, ChannelId, ChannelSpec, DataOut, SendId, HEADER, LOW_WATER},
+    data::{app_channel_id, files, AckMode, ChannelId, ChannelSpec, DataOut, SendId, HEADER, LOW_WATER},
     error::{code, SdkError},
     peer::lifecycle::IcePolicy,
     room::io::ChannelEvent,
@@ -132,6 +132,10 @@ struct State {
     /// `send()` Promises by send id.
     sends: Vec<(SendId, Function, Function)>,
     next_send: SendId,
+    /// Files being sent (their Blobs, read slice by slice), and received (their chunks).
+    files_out: Vec<(u32, JsValue)>,
+    files_in: Vec<(u32, Array)>,
+    next_file: u32,
     /// `pagehide` and `beforeunload`: leave when the page goes away (Firefox closes the page's
     /// sockets before `pagehide`, so the earlier `beforeunload` is what reaches the others).
     page_exit: Vec<Listener>,
@@ -221,6 +225,9 @@ impl State {
             payloads: Slab::default(),
             sends: Vec::new(),
             next_send: 1,
+            files_out: Vec::new(),
+            files_in: Vec::new(),
+            next_file: 1,
             page_exit: Vec::new(),
         }
     }
@@ -299,6 +306,11 @@ fn perform_all(shared: &Rc<Shared>) {
             Output::Browser { pc, op, call } => browser(shared, pc, op, call),
             Output::Trace(action) => trace(shared, action),
             Output::Data(out) => data(shared, out),
+            Output::ReadFile {
+                transfer,
+                offset,
+                len,
+            } => read_file(shared, transfer, offset, len),
             Output::StopTracks { streams } => {
                 let tracks: Vec<JsValue> = {
                     let st = shared.state.borrow();
@@ -817,28 +829,7 @@ fn create_channel(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection, spec: &
         Listener::new(&channel, "message", move |e| {
             let Some(shared) = weak.upgrade() else { return };
             let event = match js::get(e, "data").dyn_into::<js_sys::ArrayBuffer>() {
-                Ok(buffer) => {
-                    let total = buffer.byte_length();
-                    let head_len = total.min(HEADER as u32);
-                    // Byte by byte: `to_vec` asserts lengths, which links core::fmt (+10 KB).
-                    let view = js_sys::Uint8Array::new_with_byte_offset_and_length(&buffer, 0, head_len);
-                    let head: Vec<u8> = (0..head_len).map(|i| view.get_index(i)).collect();
-                    let part = (total > HEADER as u32
-                        || (total == HEADER as u32 && head.first() == Some(&1)))
-                    .then(|| {
-                        let view = js_sys::Uint8Array::new_with_byte_offset_and_length(
-                            &buffer,
-                            head_len,
-                            total - head_len,
-                        );
-                        shared.state.borrow_mut().payloads.insert(view.into())
-                    });
-                    ChannelEvent::Frame {
-                        head,
-                        part,
-                        len: total - head_len,
-                    }
-                }
+                Ok(buffer) => frame_event(&shared, &buffer),
                 // Text (or anything else) is not ours: refused by the engine.
                 Err(_) => ChannelEvent::Frame {
                     head: Vec::new(),
@@ -859,6 +850,102 @@ fn create_channel(shared: &Rc<Shared>, id: PcId, pc: &RtcPeerConnection, spec: &
     if let Some(shell) = shared.state.borrow_mut().pcs.get_mut(&id) {
         shell.channels.push((cid, channel, [open, close, low, message]));
     }
+}
+
+/// Bytes of `buffer` as a Vec (one bulk copy: `to_vec` asserts lengths, which links core::fmt).
+fn copy_bytes(buffer: &js_sys::ArrayBuffer, from: u32, len: u32) -> Vec<u8> {
+    let view = js_sys::Uint8Array::new_with_byte_offset_and_length(buffer, from, len);
+    let mut bytes = Vec::with_capacity(len as usize);
+    // SAFETY: the view has exactly `len` bytes and the Vec that much capacity.
+    unsafe {
+        view.raw_copy_to_ptr(bytes.as_mut_ptr());
+        bytes.set_len(len as usize);
+    }
+    bytes
+}
+
+/// A received frame for the engine: its header (a file frame whole: control frames are read,
+/// chunks hashed), and a handle for the bytes after the header.
+fn frame_event(shared: &Shared, buffer: &js_sys::ArrayBuffer) -> ChannelEvent {
+    let total = buffer.byte_length();
+    let first = if total > 0 {
+        copy_bytes(buffer, 0, 1).first().copied().unwrap_or(0)
+    } else {
+        0
+    };
+    let (head_len, part_at) = match first {
+        files::CONTROL => (total.min(files::MAX_CONTROL as u32), None),
+        files::CHUNK => (total, Some(13u32.min(total))),
+        1 if total >= HEADER as u32 => (HEADER as u32, Some(HEADER as u32)),
+        _ => (total.min(HEADER as u32), None),
+    };
+    let head = copy_bytes(buffer, 0, head_len);
+    let part = part_at.map(|at| {
+        let view = js_sys::Uint8Array::new_with_byte_offset_and_length(buffer, at, total - at);
+        shared.state.borrow_mut().payloads.insert(view.into())
+    });
+    let len = part_at.map_or(0, |at| total - at);
+    ChannelEvent::Frame { head, part, len }
+}
+
+/// Reads one slice of an outgoing file for the files engine.
+fn read_file(shared: &Rc<Shared>, transfer: u32, offset: u64, len: u32) {
+    let blob = shared
+        .state
+        .borrow()
+        .files_out
+        .iter()
+        .find(|(t, _)| *t == transfer)
+        .map(|(_, b)| b.clone());
+    let weak = Rc::downgrade(shared);
+    let Some(blob) = blob else { return };
+    let (start, end) = (offset as f64, (offset + u64::from(len)) as f64);
+    let read = Function::from(js::get(&blob, "slice"))
+        .call2(&blob, &start.into(), &end.into())
+        .and_then(|slice| Function::from(js::get(&slice, "arrayBuffer")).call0(&slice));
+    let done = move |result: Result<JsValue, JsValue>| {
+        let input = match result.and_then(|b| b.dyn_into::<js_sys::ArrayBuffer>()) {
+            Ok(buffer) if buffer.byte_length() == len => {
+                let Some(shared) = weak.upgrade() else { return };
+                let bytes = copy_bytes(&buffer, 0, len);
+                let handle = shared
+                    .state
+                    .borrow_mut()
+                    .payloads
+                    .insert(js_sys::Uint8Array::new(&buffer).into());
+                Input::FileSlice {
+                    transfer,
+                    offset,
+                    handle,
+                    bytes,
+                }
+            }
+            Ok(_) => Input::FileReadFailed {
+                transfer,
+                why: "the file changed while it was sent".into(),
+            },
+            Err(err) => Input::FileReadFailed {
+                transfer,
+                why: describe(&err),
+            },
+        };
+        feed(&weak, input);
+    };
+    match read {
+        Ok(promise) => js::settle(&promise, Box::new(done)),
+        Err(err) => done(Err(err)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for d in [b >> 4, b & 15] {
+            out.push(char::from(DIGITS.get(usize::from(d)).copied().unwrap_or(b'0')));
+        }
+    }
+    out
 }
 
 fn channel_of(shared: &Shared, pc: PcId, channel: ChannelId) -> Option<JsValue> {
@@ -900,9 +987,10 @@ fn data(shared: &Rc<Shared>, out: DataOut) {
             let payload = shared.state.borrow().payloads.get(handle).cloned();
             let Some(payload) = payload else { return };
             let bytes: js_sys::Uint8Array = payload.unchecked_into();
-            let frame = js_sys::Uint8Array::new_with_length(HEADER as u32 + len);
+            let at = header.len() as u32;
+            let frame = js_sys::Uint8Array::new_with_length(at + len);
             frame.set(&js_sys::Uint8Array::from(&header[..]), 0);
-            frame.set(&bytes.subarray(offset, offset + len), HEADER as u32);
+            frame.set(&bytes.subarray(offset, offset + len), at);
             if js::channel_send(&ch, &frame).is_err() {
                 let weak = Rc::downgrade(shared);
                 feed(
@@ -932,7 +1020,10 @@ fn data(shared: &Rc<Shared>, out: DataOut) {
             }
         }
         // Come as room events.
-        DataOut::Deliver { .. } | DataOut::Settled { .. } | DataOut::Refused { .. } => {}
+        DataOut::Deliver { .. }
+        | DataOut::Settled { .. }
+        | DataOut::Refused { .. }
+        | DataOut::File { .. } => {}
     }
 }
 
@@ -1063,40 +1154,84 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
                     .push_back(AppCall::Delivered(pc, channel, seq));
             }
         }
-        RoomEvent::SendDone { send, result } => {
-            let waiter = {
-                let mut st = shared.state.borrow_mut();
-                let index = st.sends.iter().position(|(s, _, _)| *s == send);
-                index.map(|i| st.sends.swap_remove(i))
-            };
-            if let Some((_, resolve, reject)) = waiter {
-                let (f, value) = match result {
-                    Ok(done) => (resolve, JsValue::from(done)),
-                    Err(e) => (reject, error_value(&e)),
-                };
-                app_call(shared, &f, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]);
-            }
+        RoomEvent::FileOffered {
+            peer,
+            transfer,
+            name,
+            size,
+            mime,
+        } => {
+            let detail = object(&[
+                ("transfer", transfer.into()),
+                ("name", name.into()),
+                ("size", (size as f64).into()),
+                ("mimeType", mime.into()),
+            ]);
+            emit(shared, Some(&peer), "file-offer", detail);
         }
-        RoomEvent::StatsReply { request, result } => {
-            let waiter = {
-                let mut st = shared.state.borrow_mut();
-                let index = st.requests.iter().position(|(r, _, _)| *r == request);
-                index.map(|i| st.requests.remove(i))
+        RoomEvent::FileProgress {
+            transfer,
+            bytes,
+            total,
+        } => {
+            let detail = object(&[
+                ("transfer", transfer.into()),
+                ("bytes", (bytes as f64).into()),
+                ("total", (total as f64).into()),
+            ]);
+            emit(shared, None, "file-progress", detail);
+        }
+        RoomEvent::FileChunk { transfer, handle } => {
+            let mut st = shared.state.borrow_mut();
+            let Some(chunk) = st.payloads.take(handle) else {
+                return;
             };
-            if let Some((_, resolve, reject)) = waiter {
-                match result {
-                    Ok(summary) => app_call(
-                        shared,
-                        &resolve,
-                        [summary_value(&summary), JsValue::UNDEFINED, JsValue::UNDEFINED],
-                    ),
-                    Err(e) => app_call(
-                        shared,
-                        &reject,
-                        [error_value(&e), JsValue::UNDEFINED, JsValue::UNDEFINED],
-                    ),
+            if !st.files_in.iter().any(|(t, _)| *t == transfer) {
+                st.files_in.push((transfer, Array::new()));
+            }
+            if let Some((_, parts)) = st.files_in.iter_mut().find(|(t, _)| *t == transfer) {
+                parts.push(&chunk);
+                // Every 64 chunks become one Blob: the browser may keep it out of memory.
+                if parts.length() >= 64 {
+                    let blob = js_sys::Reflect::construct(
+                        &js::get(&js::global(), "Blob").into(),
+                        &Array::of1(parts),
+                    );
+                    if let Ok(blob) = blob {
+                        *parts = Array::of1(&blob);
+                    }
                 }
             }
+        }
+        RoomEvent::FileDone { transfer, sha256 } => {
+            let parts = {
+                let mut st = shared.state.borrow_mut();
+                st.files_out.retain(|(t, _)| *t != transfer);
+                let index = st.files_in.iter().position(|(t, _)| *t == transfer);
+                index.map(|i| st.files_in.swap_remove(i).1)
+            };
+            let mut detail = vec![("transfer", transfer.into()), ("sha256", hex(&sha256).into())];
+            if transfer & files::INCOMING != 0 {
+                detail.push(("parts", parts.unwrap_or_default().into()));
+            }
+            emit(shared, None, "file-done", object(&detail));
+        }
+        RoomEvent::FileFailed { transfer, error } => {
+            {
+                let mut st = shared.state.borrow_mut();
+                st.files_out.retain(|(t, _)| *t != transfer);
+                st.files_in.retain(|(t, _)| *t != transfer);
+            }
+            let detail = object(&[("transfer", transfer.into()), ("error", error_value(&error))]);
+            emit(shared, None, "file-failed", detail);
+        }
+        RoomEvent::SendDone { send, result } => {
+            let pair = take_pair(&mut shared.state.borrow_mut().sends, send);
+            settle_pair(shared, pair, result.map(JsValue::from));
+        }
+        RoomEvent::StatsReply { request, result } => {
+            let pair = take_pair(&mut shared.state.borrow_mut().requests, request);
+            settle_pair(shared, pair, result.map(|summary| summary_value(&summary)));
         }
         RoomEvent::Error(error) => emit(shared, None, "error", error_value(&error)),
         RoomEvent::PcStats { pc, trace, summary } => {
@@ -1169,6 +1304,24 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
 }
 
 /// The waiters for `key`, removed from `list`.
+/// Takes the `(resolve, reject)` pair waiting under `key`.
+fn take_pair(list: &mut Vec<(u32, Function, Function)>, key: u32) -> Option<(Function, Function)> {
+    let index = list.iter().position(|(k, _, _)| *k == key)?;
+    let (_, resolve, reject) = list.swap_remove(index);
+    Some((resolve, reject))
+}
+
+/// Settles a Promise (after the loop, like every app call).
+fn settle_pair(shared: &Shared, pair: Option<(Function, Function)>, result: Result<JsValue, SdkError>) {
+    if let Some((resolve, reject)) = pair {
+        let (f, value) = match result {
+            Ok(value) => (resolve, value),
+            Err(e) => (reject, error_value(&e)),
+        };
+        app_call(shared, &f, [value, JsValue::UNDEFINED, JsValue::UNDEFINED]);
+    }
+}
+
 fn take_waiters(list: &mut Vec<(u32, Function)>, key: u32) -> Vec<Function> {
     let mut mine = Vec::new();
     list.retain(|(k, f)| {
@@ -1516,6 +1669,48 @@ impl RoomCore {
         promise
     }
 
+    /// `peer.sendFile()`: offers `blob` (anything with `size` and `slice()`) to `peer`; returns
+    /// the transfer's id for the `file-progress`, `file-done` and `file-failed` events.
+    #[wasm_bindgen(js_name = sendFile)]
+    pub fn send_file(&self, peer: String, blob: JsValue, name: String, mime: String) -> Result<u32, JsValue> {
+        let size = js::get(&blob, "size")
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0);
+        let (Some(size), true) = (size, js::get(&blob, "slice").is_function()) else {
+            return Err(invalid("sendFile(file): file must be a File or Blob"));
+        };
+        let transfer = {
+            let Ok(mut st) = self.shared.state.try_borrow_mut() else {
+                busy()
+            };
+            let transfer = st.next_file;
+            st.next_file = (st.next_file + 1) % files::INCOMING;
+            st.files_out.push((transfer, blob));
+            transfer
+        };
+        let input = Input::SendFile {
+            peer,
+            transfer,
+            size: size as u64,
+            name,
+            mime,
+        };
+        feed(&self.weak(), input);
+        Ok(transfer)
+    }
+
+    /// Accepts an offered file (`file-offer`'s `transfer`).
+    #[wasm_bindgen(js_name = fileAccept)]
+    pub fn file_accept(&self, transfer: u32) {
+        feed(&self.weak(), Input::FileAccept { transfer });
+    }
+
+    /// Rejects an offer, or cancels a transfer, either way.
+    #[wasm_bindgen(js_name = fileCancel)]
+    pub fn file_cancel(&self, transfer: u32, reason: String) {
+        feed(&self.weak(), Input::FileCancel { transfer, reason });
+    }
+
     /// `session.createChannel()`: a channel negotiated with the same id (from its label) on
     /// every peer connection, now and later. The options govern this side's sending.
     #[wasm_bindgen(js_name = createChannel)]
@@ -1526,9 +1721,12 @@ impl RoomCore {
         max_retransmits: Option<u16>,
         max_packet_life_time: Option<u16>,
     ) -> Result<(), JsValue> {
-        if label.is_empty() || label.len() > 64 || label == "reliable" || label == "unreliable" {
+        if label.is_empty()
+            || label.len() > 64
+            || ["reliable", "unreliable", "files"].contains(&label.as_str())
+        {
             return Err(invalid(
-                "createChannel(label): label must be 1-64 bytes and not 'reliable' or 'unreliable'",
+                "createChannel(label): label must be 1-64 bytes and not 'reliable', 'unreliable' or 'files' (built in)",
             ));
         }
         if max_retransmits.is_some() && max_packet_life_time.is_some() {

@@ -10,9 +10,10 @@ use std::{
 };
 
 use rtcroom::{
+    data::DataOut,
     room::{
-        BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcId, Room, RoomConfig, RoomEvent,
-        StatsOptions, TraceSocketEvent, TransportOp,
+        io::ChannelEvent, BrowserCall, Input, LocalStream, OpId, OpOutput, Output, Payload, PcEvent, PcId,
+        Room, RoomConfig, RoomEvent, StatsOptions, TraceSocketEvent, TransportOp,
     },
     stats::{dump, Action as TraceAction, Value},
 };
@@ -148,6 +149,12 @@ pub struct Node {
     transport: Option<(u32, ConnId)>,
     timer: Option<f64>,
     pub stopped_tracks: Vec<String>,
+    /// The executor's part of data: bytes by handle, the channels made per pc (and whether
+    /// they are open), what the app received `(from, label, kind, bytes)`.
+    pub payloads: BTreeMap<u32, Vec<u8>>,
+    next_handle: u32,
+    channels: Vec<(PcId, u16, bool)>,
+    pub received: Vec<(String, String, u8, Vec<u8>)>,
 }
 
 pub struct World {
@@ -242,8 +249,139 @@ impl World {
             transport: None,
             timer: None,
             stopped_tracks: Vec::new(),
+            payloads: BTreeMap::new(),
+            next_handle: 1,
+            channels: Vec::new(),
+            received: Vec::new(),
         });
         self.nodes.len() - 1
+    }
+
+    /// `peer.send()` from `node`: the bytes are held by the node's executor.
+    pub fn send(&mut self, node: usize, to: usize, label: &str, bytes: Vec<u8>, send: u32) {
+        let n = &mut self.nodes[node];
+        let handle = n.next_handle;
+        n.next_handle += 1;
+        let len = bytes.len() as u32;
+        n.payloads.insert(handle, bytes);
+        let peer = self.id(to);
+        self.input(
+            node,
+            Input::Send {
+                peer,
+                label: label.into(),
+                send,
+                handle,
+                kind: 1,
+                len,
+                ack: rtcroom::data::AckMode::Delivered,
+            },
+        );
+    }
+
+    /// How `send` settled, if it did.
+    pub fn send_result(&self, node: usize, send: u32) -> Option<Result<bool, &'static str>> {
+        self.nodes[node].events.iter().find_map(|e| match e {
+            RoomEvent::SendDone { send: s, result } if *s == send => Some(result.clone().map_err(|e| e.code)),
+            _ => None,
+        })
+    }
+
+    /// Opens a node's channels on `pc` once it is connected (as SCTP comes up).
+    fn open_channels(&mut self, node: usize, pc: PcId) {
+        let connected = self.nodes[node]
+            .pcs
+            .get(&pc)
+            .is_some_and(|p| p.connection == "connected");
+        if !connected {
+            return;
+        }
+        let opening: Vec<u16> = self.nodes[node]
+            .channels
+            .iter_mut()
+            .filter(|(p, _, open)| *p == pc && !*open)
+            .map(|(_, c, open)| {
+                *open = true;
+                *c
+            })
+            .collect();
+        for channel in opening {
+            let event = ChannelEvent::Open {
+                max_message_size: Some(65536.0),
+            };
+            self.schedule(1.0, Ev::Input(node, Input::Channel { pc, channel, event }));
+        }
+    }
+
+    /// A frame from `(node, pc)` on `channel` reaches the counterpart pc, in order.
+    fn carry(&mut self, node: usize, pc: PcId, channel: u16, frame: Vec<u8>) {
+        let Some((other_node, other_pc)) = self.nodes[node].pcs.get(&pc).and_then(|p| p.counterpart()) else {
+            return;
+        };
+        let open = self.nodes[other_node]
+            .channels
+            .iter()
+            .any(|(p, c, open)| *p == other_pc && *c == channel && *open);
+        if !open || self.crashed.contains(&other_node) {
+            return;
+        }
+        let head = frame[..frame.len().min(rtcroom::data::HEADER)].to_vec();
+        let (part, len) = if frame.len() > rtcroom::data::HEADER {
+            let n = &mut self.nodes[other_node];
+            let h = n.next_handle;
+            n.next_handle += 1;
+            n.payloads.insert(h, frame[rtcroom::data::HEADER..].to_vec());
+            (Some(h), (frame.len() - rtcroom::data::HEADER) as u32)
+        } else {
+            (None, 0)
+        };
+        // SCTP keeps a channel's order: one fixed delay.
+        let event = ChannelEvent::Frame { head, part, len };
+        self.schedule(
+            5.0,
+            Ev::Input(
+                other_node,
+                Input::Channel {
+                    pc: other_pc,
+                    channel,
+                    event,
+                },
+            ),
+        );
+    }
+
+    fn data_out(&mut self, node: usize, out: DataOut) {
+        match out {
+            DataOut::Send {
+                pc,
+                channel,
+                header,
+                handle,
+                offset,
+                len,
+            } => {
+                let Some(bytes) = self.nodes[node].payloads.get(&handle) else {
+                    return;
+                };
+                let mut frame = header.to_vec();
+                frame.extend_from_slice(&bytes[offset as usize..(offset + len) as usize]);
+                self.carry(node, pc, channel, frame);
+            }
+            DataOut::Control { pc, channel, bytes } => self.carry(node, pc, channel, bytes),
+            DataOut::Poll { pc, channel } => {
+                let event = ChannelEvent::Buffered(0.0);
+                self.schedule(0.0, Ev::Input(node, Input::Channel { pc, channel, event }));
+            }
+            DataOut::Release(handles) => {
+                for h in handles {
+                    self.nodes[node].payloads.remove(&h);
+                }
+            }
+            DataOut::Deliver { .. }
+            | DataOut::Settled { .. }
+            | DataOut::Refused { .. }
+            | DataOut::File { .. } => {}
+        }
     }
 
     /// Feeds an input to a node now (as an app call would) and carries out what follows.
@@ -368,6 +506,10 @@ impl World {
                     if let BrowserCall::Create { peer } = &call {
                         self.nodes[node].pcs.insert(pc, SimPc::new(pc, peer.clone()));
                     }
+                    if let BrowserCall::CreateChannel(spec) = &call {
+                        self.nodes[node].channels.push((pc, spec.id, false));
+                        self.open_channels(node, pc);
+                    }
                     // The operations chain: after whatever this pc is still doing.
                     let delay = self.rng.between(self.delays.op.0, self.delays.op.1);
                     let Some(sim) = self.nodes[node].pcs.get_mut(&pc) else {
@@ -380,7 +522,25 @@ impl World {
                 }
                 Output::Trace(action) => self.collector(node, action),
                 Output::StopTracks { streams } => self.nodes[node].stopped_tracks.extend(streams),
-                Output::Data(_) => {}
+                Output::Data(out) => self.data_out(node, out),
+                // Files are tests/files.rs's (their engine) and the browser tests'.
+                Output::ReadFile { .. } => {}
+                Output::Event(RoomEvent::Message {
+                    peer,
+                    label,
+                    kind,
+                    parts,
+                    ack,
+                }) => {
+                    let mut bytes = Vec::new();
+                    for h in parts {
+                        bytes.extend(self.nodes[node].payloads.remove(&h).unwrap_or_default());
+                    }
+                    self.nodes[node].received.push((peer, label, kind, bytes));
+                    if let Some((pc, channel, seq)) = ack {
+                        self.schedule(0.0, Ev::Input(node, Input::Delivered { pc, channel, seq }));
+                    }
+                }
                 Output::Event(e) => self.nodes[node].events.push(e),
             }
         }
@@ -596,8 +756,12 @@ impl World {
             later,
             check_ice,
         } = fx;
+        let connected = events.contains(&PcEvent::ConnectionState("connected".into()));
         for event in events {
             self.input(node, Input::Pc { pc, event });
+        }
+        if connected {
+            self.open_channels(node, pc);
         }
         if let (Some(op), Some(result)) = (op, result) {
             self.input(node, Input::Done { op, result });
