@@ -26,7 +26,7 @@ const ui = {
   grid: $('grid'), alone: $('alone'), localVideo: $('local-video'), localTile: $('local-tile'),
   micButton: $('toggle-mic'), camButton: $('toggle-cam'), leaveButton: $('leave'),
   shareLink: $('share-link'), copyStatus: $('copy-status'),
-  chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'),
+  chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'), fileInput: $('file-input'),
   sessionInfo: $('session-info'), sessionState: $('session-state'), roomName: $('room-name'),
   error: $('error'), mediaNotice: $('media-notice'), reconnecting: $('reconnecting'),
 };
@@ -376,6 +376,72 @@ async function sendChat(session, text) {
     : `delivered to ${delivered.length} peer(s)`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Files: offered to every peer, accepted by the receiver, progress on both sides, a download link.
+
+function size(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;
+}
+
+/** A chat line for a transfer: progress bar, cancel, then the outcome. */
+function fileLine(who, text, transfer) {
+  const li = chatLine(who, text);
+  const bar = document.createElement('progress');
+  bar.max = Math.max(1, transfer.size);
+  bar.value = 0;
+  const actions = document.createElement('span');
+  actions.className = 'file-actions';
+  const cancel = document.createElement('button');
+  cancel.type = 'button';
+  cancel.className = 'secondary';
+  cancel.textContent = 'Cancel';
+  cancel.onclick = () => transfer.cancel('cancelled in the demo');
+  actions.append(cancel);
+  li.append(bar, actions);
+  transfer.on('progress', ({ bytes }) => { bar.value = bytes; });
+  const settle = (node) => { bar.remove(); actions.replaceChildren(node); };
+  return { li, settle };
+}
+
+function sendFiles(session, file) {
+  for (const peer of session.peers()) {
+    const transfer = peer.sendFile(file);
+    const { settle } = fileLine('You', `→ ${displayName(peer)}: ${file.name} (${size(file.size)})`, transfer);
+    transfer.done.then(
+      () => settle(document.createTextNode(' ✓ delivered, SHA-256 verified')),
+      (err) => settle(document.createTextNode(` ✗ ${err.code}`)),
+    );
+  }
+}
+
+function offerLine(peer, incoming) {
+  const li = chatLine(displayName(peer), `offers ${incoming.name} (${size(incoming.size)})`);
+  const actions = document.createElement('span');
+  actions.className = 'file-actions';
+  const accept = document.createElement('button');
+  accept.type = 'button';
+  accept.textContent = 'Accept';
+  const reject = document.createElement('button');
+  reject.type = 'button';
+  reject.className = 'secondary';
+  reject.textContent = 'Reject';
+  actions.append(accept, reject);
+  li.append(actions);
+  reject.onclick = () => { incoming.reject('declined'); actions.replaceChildren(document.createTextNode(' declined')); };
+  accept.onclick = () => {
+    li.remove();
+    const transfer = incoming.accept();
+    const { settle } = fileLine(displayName(peer), `→ you: ${incoming.name} (${size(incoming.size)})`, transfer);
+    transfer.done.then(({ blob }) => {
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(blob);
+      link.download = incoming.name;
+      link.textContent = ' Download';
+      settle(link);
+    }, (err) => settle(document.createTextNode(` ✗ ${err.code}`)));
+  };
+}
+
 async function joinRoom(room, name) {
   if (call) return;
   showError(null);
@@ -404,6 +470,7 @@ async function joinRoom(room, name) {
       if (current.tiles.has(peer.id)) return;
       const tile = new Tile(peer);
       current.tiles.set(peer.id, tile);
+      peer.on('file', (incoming) => offerLine(peer, incoming));
       ui.grid.append(tile.el);
       updateAlone();
     }),
@@ -478,6 +545,11 @@ $('random-room').addEventListener('click', () => {
 ui.micButton.addEventListener('click', () => toggleTrack('audio'));
 ui.camButton.addEventListener('click', () => toggleTrack('video'));
 ui.leaveButton.addEventListener('click', () => endCall());
+ui.fileInput.addEventListener('change', () => {
+  const file = ui.fileInput.files?.[0];
+  ui.fileInput.value = '';
+  if (file && call) sendFiles(call.session, file);
+});
 ui.chatForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const text = ui.chatInput.value.trim();

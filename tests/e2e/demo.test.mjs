@@ -3,7 +3,7 @@
 // broken build step (wasm-bindgen, wasm-opt) that unit tests cannot see.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BROWSERS, ROOT, WAIT_MS, launch, startServer } from './harness.mjs';
 import { roomName } from './page.mjs';
@@ -169,6 +169,22 @@ for (const name of BROWSERS) {
       assert.equal(await b.$eval('#chat-log li:last-child .who', (el) => el.textContent), 'Ann');
       assert.equal(await b.$$eval('#chat-log b', (els) => els.length), 0, 'text, not HTML');
       assert.equal(await a.$eval('#chat-log li:last-child .ticks', (el) => el.textContent), '✓✓');
+
+      // A file: A picks one, B accepts the offer, a download link appears; A sees it verified.
+      const filePath = `/tmp/rtcroom-demo-${name}.txt`;
+      writeFileSync(filePath, 'a file from the demo test\n'.repeat(20_000));
+      const input = await a.$('#file-input');
+      await input.uploadFile(filePath);
+      await b.waitForFunction(() => [...document.querySelectorAll('#chat-log button')].some((el) => el.textContent === 'Accept'),
+        { timeout: WAIT_MS, polling: 50 });
+      await b.evaluate(() => [...document.querySelectorAll('#chat-log button')].find((el) => el.textContent === 'Accept').click());
+      const download = await b.waitForFunction(() => document.querySelector('#chat-log a[download]')?.download,
+        { timeout: WAIT_MS, polling: 50 });
+      assert.equal(await download.jsonValue(), `rtcroom-demo-${name}.txt`);
+      const text = await b.evaluate(async () => (await fetch(document.querySelector('#chat-log a[download]').href)).text());
+      assert.equal(text, 'a file from the demo test\n'.repeat(20_000));
+      await a.waitForFunction(() => document.getElementById('chat-log').textContent.includes('✓ delivered, SHA-256 verified'),
+        { timeout: WAIT_MS, polling: 50 });
 
       // Leave in B: A's tile goes away (the SDK promises peer-left well within a second).
       await click(b, '#leave');
