@@ -14,6 +14,10 @@
 //    (the remote maxMessageSize - 15 B header, at most 256 KiB), paced by bufferedamountlow with
 //    the SDK's marks (1 MiB high, 256 KiB low), timed until the receiver's 1-byte "done" arrives.
 //    Rounds alternate which goes first.
+//  - file: a Blob of --mib MiB. Ours: peer.sendFile() until `done` (the receiver verified its
+//    SHA-256; it accepts every offer). Raw: the same Blob read slice by slice
+//    (blob.slice().arrayBuffer()) and sent in the files engine's frame size with the same marks,
+//    until the receiver's "done".
 //  - round trip of 1 KiB: ours: peer.send() until it resolves (send → app ack); raw: send 1 KiB,
 //    the receiver echoes 1 byte. Interleaved, --pings of each.
 import { launch, startServer } from '../e2e/harness.mjs';
@@ -54,6 +58,7 @@ try {
     raw.binaryType = 'arraybuffer';
     raw.bufferedAmountLowThreshold = 256 * 1024;
     window.bench = { peer, pc, raw, got: 0, expect: 0, onDone: null, onEcho: null };
+    peer.on('file', (incoming) => { incoming.accept(); });
     raw.onmessage = ({ data }) => {
       const b = window.bench;
       if (data.byteLength === 1) { b.onDone?.(); b.onEcho?.(); return; }
@@ -101,6 +106,37 @@ try {
       (which === 'ours' ? ours : raws).push(ms);
     }
   }
+  const fileOurs = [];
+  const fileRaw = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const which of r % 2 ? ['raw', 'ours'] : ['ours', 'raw']) {
+      if (which === 'raw') await b.evaluate((n) => { window.bench.expect = n; window.bench.got = 0; }, bytes);
+      const ms = await a.evaluate(async (which, bytes) => {
+        const data = new Uint8Array(bytes);
+        for (let i = 0; i < bytes; i += 4096) data[i] = i & 255;
+        const blob = new Blob([data]);
+        const t0 = performance.now();
+        if (which === 'ours') {
+          await window.bench.peer.sendFile(blob).done;
+        } else {
+          const { raw } = window.bench;
+          const slice = 256 * 1024 - 32;
+          const done = new Promise((resolve) => { window.bench.onDone = resolve; });
+          for (let at = 0; at < bytes; at += slice) {
+            while (raw.bufferedAmount >= 1024 * 1024) await new Promise((resolve) => { raw.onbufferedamountlow = resolve; });
+            const part = new Uint8Array(await blob.slice(at, Math.min(at + slice, bytes)).arrayBuffer());
+            const frame = new Uint8Array(13 + part.byteLength);
+            frame.set(part, 13);
+            raw.send(frame);
+          }
+          await done;
+          window.bench.onDone = null;
+        }
+        return performance.now() - t0;
+      }, which, bytes);
+      (which === 'ours' ? fileOurs : fileRaw).push(ms);
+    }
+  }
   const rtt = await a.evaluate(async (pings) => {
     const { peer, raw } = window.bench;
     const kib = new Uint8Array(1024);
@@ -126,6 +162,7 @@ try {
   console.log('| | rtcroom peer.send | raw JS bufferedamountlow loop | ratio |');
   console.log('|---|---|---|---|');
   console.log(`| throughput (median of ${rounds}) | ${mbps(median(ours)).toFixed(1)} MB/s | ${mbps(median(raws)).toFixed(1)} MB/s | ${(median(raws) / median(ours)).toFixed(2)}x |`);
+  console.log(`| file (median of ${rounds}) | ${mbps(median(fileOurs)).toFixed(1)} MB/s | ${mbps(median(fileRaw)).toFixed(1)} MB/s | ${(median(fileRaw) / median(fileOurs)).toFixed(2)}x |`);
   console.log(`| 1 KiB round trip, median | ${rtt.ours[0].toFixed(2)} ms | ${rtt.raw[0].toFixed(2)} ms | ${(rtt.raw[0] / rtt.ours[0]).toFixed(2)}x |`);
   console.log(`| 1 KiB round trip, p99 | ${rtt.ours[1].toFixed(2)} ms | ${rtt.raw[1].toFixed(2)} ms | ${(rtt.raw[1] / rtt.ours[1]).toFixed(2)}x |`);
 } finally {
