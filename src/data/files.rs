@@ -152,13 +152,18 @@ fn control(op: u8, id: u32, rest: &[u8]) -> Vec<u8> {
     f
 }
 
-/// UTF-8 with a u16 length, cut at a character boundary to at most `max` bytes.
-fn put_str(f: &mut Vec<u8>, s: &str, max: usize) {
+/// `s` cut at a character boundary to at most `max` bytes.
+fn cut(s: &str, max: usize) -> &[u8] {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let bytes = s.as_bytes().get(..end).unwrap_or_default();
+    s.as_bytes().get(..end).unwrap_or_default()
+}
+
+/// UTF-8 with a u16 length, at most `max` bytes.
+fn put_str(f: &mut Vec<u8>, s: &str, max: usize) {
+    let bytes = cut(s, max);
     f.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     f.extend_from_slice(bytes);
 }
@@ -238,32 +243,22 @@ impl Files {
 
     /// The app rejects an offer, or cancels a transfer (either side).
     pub fn cancel(&mut self, transfer: TransferId, reason: &str) {
-        if let Some(t) = self.incoming.remove(&transfer) {
+        let (pc, frame) = if let Some(t) = self.incoming.remove(&transfer) {
             let op = if t.accepted { CANCEL } else { REJECT };
-            let mut rest = Vec::new();
-            put_str(&mut rest, reason, 256);
-            let frame = control(op, t.id, rest.get(2..).unwrap_or_default());
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
-            let error = fail(code::CANCELLED, crate::text::cat(&["cancelled: ", reason]));
-            self.out.push_back(FileOut::Failed { transfer, error });
+            (t.pc, control(op, t.id, cut(reason, 256)))
         } else if let Some(t) = self.outgoing.remove(&transfer) {
-            let mut rest = Vec::new();
-            put_str(&mut rest, reason, 256);
-            let frame = control(CANCEL, transfer, rest.get(2..).unwrap_or_default());
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
-            let error = fail(code::CANCELLED, crate::text::cat(&["cancelled: ", reason]));
-            self.out.push_back(FileOut::Failed { transfer, error });
-        }
+            (t.pc, control(CANCEL, transfer, cut(reason, 256)))
+        } else {
+            return;
+        };
+        self.out.push_back(FileOut::Frame {
+            pc,
+            header: frame,
+            handle: None,
+            len: 0,
+        });
+        let error = fail(code::CANCELLED, crate::text::cat(&["cancelled: ", reason]));
+        self.out.push_back(FileOut::Failed { transfer, error });
     }
 
     /// Bytes the executor read for `transfer` at `offset`: hashed, then sent as a chunk.
