@@ -606,3 +606,44 @@ proptest! {
         prop_assert!(net.b.store.len() < 32 * 9000);
     }
 }
+
+#[test]
+fn a_hostile_sender_cannot_make_a_receiver_hold_unbounded_partial_messages() {
+    let mut net = Net::new(Some(1000.0));
+    let frame = |seq: u32, total: u32, offset: u32, len: usize| {
+        let mut f = vec![1, 0, 1];
+        f.extend(seq.to_be_bytes());
+        f.extend(total.to_be_bytes());
+        f.extend(offset.to_be_bytes());
+        f.extend(vec![7u8; len]);
+        f
+    };
+    // Thousands of messages started and never finished, on the reliable channel.
+    for seq in 1..=2000 {
+        net.receive(false, RELIABLE, &frame(seq, 1 << 20, 0, 100));
+    }
+    assert!(
+        net.b.store.len() <= 32,
+        "held {} partial chunks",
+        net.b.store.len()
+    );
+    assert!(net.b.refused.iter().any(|w| w.contains("too many")));
+    // Messages each claiming the maximum, fed together past what incomplete messages may hold.
+    let mut net = Net::new(Some(1000.0));
+    let chunk = 1 << 20;
+    for i in 0..200u32 {
+        for seq in [1, 2] {
+            net.receive(false, RELIABLE, &frame(seq, MAX_MESSAGE, i * chunk as u32, chunk));
+        }
+    }
+    let held: usize = net.b.store.values().map(Vec::len).sum();
+    assert!(held <= MAX_MESSAGE as usize, "held {held} B");
+    assert!(net.b.refused.iter().any(|w| w.contains("256 MiB")));
+    // Only the hostile direction is clogged: the receiver's own messages still go out.
+    net.send(false, RELIABLE, 1, b"still fine".to_vec(), AckMode::Delivered);
+    net.run(100_000, 50);
+    assert_eq!(
+        net.a.received.last().map(|r| r.2.clone()),
+        Some(b"still fine".to_vec())
+    );
+}

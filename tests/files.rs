@@ -367,3 +367,24 @@ fn hostile_file_frames_are_refused() {
     assert_eq!(offered, 1);
     assert_eq!(released, vec![77]);
 }
+
+#[test]
+fn a_flood_of_offers_is_rejected_past_sixteen_unanswered() {
+    let mut f = Files::new();
+    for id in 1..=40u32 {
+        let mut offer = vec![3, 1];
+        offer.extend(id.to_be_bytes());
+        offer.extend(10u64.to_be_bytes());
+        offer.extend([0, 1, b'n', 0, 0]);
+        let _ = f.frame(PC, &offer, None);
+    }
+    let (mut offered, mut rejected) = (0, 0);
+    while let Some(out) = f.poll() {
+        match out {
+            FileOut::Offered { .. } => offered += 1,
+            FileOut::Frame { header, .. } if header.get(1) == Some(&3) => rejected += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((offered, rejected), (16, 24));
+}

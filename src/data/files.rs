@@ -32,6 +32,8 @@ pub const WINDOW: u64 = 8 << 20;
 pub const SLICE: u32 = 256 * 1024 - 32;
 /// The receiver confirms progress every this many bytes.
 pub const PROGRESS_EVERY: u64 = 1 << 20;
+/// Offers from one peer that its app has not answered yet; more are rejected at once.
+pub const MAX_PENDING_OFFERS: usize = 16;
 /// Largest control frame read (an offer's name and type included).
 pub const MAX_CONTROL: usize = 4096;
 pub const CONTROL: u8 = 3;
@@ -390,6 +392,21 @@ impl Files {
                         let (mime, _) = get_str(frame, at).ok_or("a short file offer")?;
                         if self.incoming.iter().any(|(_, t)| t.pc == pc && t.id == id) {
                             return Err("a file offered twice");
+                        }
+                        let pending = self
+                            .incoming
+                            .iter()
+                            .filter(|(_, t)| t.pc == pc && !t.accepted)
+                            .count();
+                        if pending >= MAX_PENDING_OFFERS {
+                            let frame = control(REJECT, id, b"too many offers waiting for an answer");
+                            self.out.push_back(FileOut::Frame {
+                                pc,
+                                header: frame,
+                                handle: None,
+                                len: 0,
+                            });
+                            return Err("a flood of file offers");
                         }
                         let transfer = self.next_in;
                         self.next_in = (self.next_in + 1) | INCOMING;

@@ -57,8 +57,9 @@ pub const LOW_WATER: u64 = 256 * 1024;
 pub const POLL_MS: f64 = 100.0;
 /// The largest message a peer may send (bigger ones are refused and reported).
 pub const MAX_MESSAGE: u32 = 256 << 20;
-/// Incomplete messages kept per unreliable channel (the oldest go first).
-const MAX_PARTIAL_UNRELIABLE: usize = 32;
+/// Incomplete messages kept per channel: on an unreliable one the oldest go first; on a
+/// reliable one (where a sender has one, or a few unordered, in progress) more are refused.
+const MAX_PARTIAL: usize = 32;
 
 /// The id an app channel is negotiated with: a hash of its label, so every peer agrees
 /// whatever order channels were created in.
@@ -545,6 +546,19 @@ impl Data {
                     }
                     return;
                 }
+                if !unreliable && !chan.inbox.contains_key(&seq) && chan.inbox.len() >= MAX_PARTIAL {
+                    return refuse(&mut self.out, "too many messages in progress at once");
+                }
+                // What incomplete messages hold, whatever sizes they claim, stays under one
+                // message's limit.
+                let held: u64 = chan.inbox.iter().map(|(_, a)| u64::from(a.got)).sum();
+                if held + u64::from(len) > u64::from(MAX_MESSAGE) {
+                    if let Some(old) = chan.inbox.remove(&seq) {
+                        self.out
+                            .push_back(DataOut::Release(old.parts.iter().map(|p| p.1).collect()));
+                    }
+                    return refuse(&mut self.out, "more than 256 MiB in incomplete messages");
+                }
                 let assembly = chan.inbox.entry(seq).or_insert(Assembly {
                     kind,
                     total,
@@ -571,7 +585,7 @@ impl Data {
                 }
                 assembly.got += len;
                 if assembly.got < total {
-                    if unreliable && chan.inbox.len() > MAX_PARTIAL_UNRELIABLE {
+                    if unreliable && chan.inbox.len() > MAX_PARTIAL {
                         let oldest = chan.inbox.first().map(|(s, _)| *s);
                         if let Some(old) = oldest.and_then(|s| chan.inbox.remove(&s)) {
                             self.out
