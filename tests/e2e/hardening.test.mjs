@@ -271,7 +271,12 @@ for (const name of BROWSERS) {
     assert.deepEqual(result.afterRestart.slice(0, 1), ['joined']);
     assert.equal(result.afterRestart[2], 1);
     // restartIce() on a closed pc does not throw in today's browsers; if it does, it is typed too.
-    assert.ok(result.errors.length === 2 || result.errors.length === 3, JSON.stringify(result.errors));
+    // Candidates the other side still sends to the closed pc fail as typed errors as well (how
+    // many depends on timing).
+    assert.ok(result.errors.length >= 2 && result.errors.length <= 8, JSON.stringify(result.errors));
+    for (const e of result.errors.slice(2)) {
+      assert.ok(['negotiation-failed', 'media-error'].includes(e.code), JSON.stringify(e));
+    }
     for (const e of result.errors) {
       assert.equal(e.isError, true);
       assert.equal(e.fatal, false);
