@@ -147,6 +147,16 @@ fn be64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// Queues a control frame for `pc`.
+fn say(out: &mut VecDeque<FileOut>, pc: PcId, frame: Vec<u8>) {
+    out.push_back(FileOut::Frame {
+        pc,
+        header: frame,
+        handle: None,
+        len: 0,
+    });
+}
+
 fn control(op: u8, id: u32, rest: &[u8]) -> Vec<u8> {
     let mut f = vec![CONTROL, op];
     f.extend_from_slice(&id.to_be_bytes());
@@ -201,12 +211,7 @@ impl Files {
         let mut rest = size.to_be_bytes().to_vec();
         put_str(&mut rest, name, 1024);
         put_str(&mut rest, mime, 256);
-        self.out.push_back(FileOut::Frame {
-            pc,
-            header: control(OFFER, transfer, &rest),
-            handle: None,
-            len: 0,
-        });
+        say(&mut self.out, pc, control(OFFER, transfer, &rest));
         self.outgoing.insert(
             transfer,
             Outgoing {
@@ -227,12 +232,7 @@ impl Files {
         if let Some(t) = self.incoming.get_mut(&transfer).filter(|t| !t.accepted) {
             t.accepted = true;
             let frame = control(ACCEPT, t.id, &[]);
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
+            say(&mut self.out, t.pc, frame);
             if t.size == 0 {
                 self.out.push_back(FileOut::Progress {
                     transfer,
@@ -253,12 +253,7 @@ impl Files {
         } else {
             return;
         };
-        self.out.push_back(FileOut::Frame {
-            pc,
-            header: frame,
-            handle: None,
-            len: 0,
-        });
+        say(&mut self.out, pc, frame);
         let error = fail(code::CANCELLED, crate::text::cat(&["cancelled: ", reason]));
         self.out.push_back(FileOut::Failed { transfer, error });
     }
@@ -307,12 +302,7 @@ impl Files {
             t.phase = SendPhase::Sent;
             t.sha256 = std::mem::take(&mut t.hash).finalize().into();
             let frame = control(DONE, transfer, &t.sha256);
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
+            say(&mut self.out, t.pc, frame);
             return;
         }
         if t.read - t.acked >= WINDOW {
@@ -368,12 +358,7 @@ impl Files {
                 if t.received - t.confirmed >= PROGRESS_EVERY || t.received == t.size {
                     t.confirmed = t.received;
                     let frame = control(PROGRESS, id, &t.received.to_be_bytes());
-                    self.out.push_back(FileOut::Frame {
-                        pc,
-                        header: frame,
-                        handle: None,
-                        len: 0,
-                    });
+                    say(&mut self.out, pc, frame);
                 }
                 self.verify(key);
                 Ok(())
@@ -400,12 +385,7 @@ impl Files {
                             .count();
                         if pending >= MAX_PENDING_OFFERS {
                             let frame = control(REJECT, id, b"too many offers waiting for an answer");
-                            self.out.push_back(FileOut::Frame {
-                                pc,
-                                header: frame,
-                                handle: None,
-                                len: 0,
-                            });
+                            say(&mut self.out, pc, frame);
                             return Err("a flood of file offers");
                         }
                         let transfer = self.next_in;
@@ -534,24 +514,14 @@ impl Files {
         let sha256: [u8; 32] = t.hash.finalize().into();
         if sha256 == claimed {
             let frame = control(VERIFIED, t.id, &[]);
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
+            say(&mut self.out, t.pc, frame);
             self.out.push_back(FileOut::Done {
                 transfer: key,
                 sha256,
             });
         } else {
             let frame = control(CANCEL, t.id, b"integrity: SHA-256 mismatch");
-            self.out.push_back(FileOut::Frame {
-                pc: t.pc,
-                header: frame,
-                handle: None,
-                len: 0,
-            });
+            say(&mut self.out, t.pc, frame);
             let error = fail(
                 code::INTEGRITY,
                 "the file arrived with another SHA-256 than was sent: not delivered".into(),
