@@ -13,7 +13,7 @@ import { execSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { launch, startServer } from '../e2e/harness.mjs';
-import { installPageHelpers, roomName } from '../e2e/page.mjs';
+import { joinedPages } from '../e2e/page.mjs';
 
 const mib = Number(process.argv[2] ?? 1024);
 const receiverName = process.argv[3] ?? 'chromium';
@@ -51,24 +51,8 @@ function treeRss(root) {
 const server = await startServer();
 const browsers = [await launch('chromium'), await launch(receiverName)];
 try {
-  const pages = [];
-  for (const b of browsers) {
-    const page = await b.newPage();
-    await page.goto(`${server.url}/`);
-    await installPageHelpers(page);
-    pages.push(page);
-  }
-  const room = roomName('fmem');
-  const ids = [];
-  for (const page of pages) {
-    ids.push(await page.evaluate(async (room) => {
-      window.me = await window.rt.session(room, { media: false, url: '/signal' });
-      await window.me.s.join();
-      return window.me.s.localPeerId;
-    }, room));
-  }
+  const { pages, ids } = await joinedPages(server.url, browsers, 'fmem');
   const [sender, receiver] = pages;
-  await sender.evaluate((id) => window.rt.waitFor('connected', () => window.me.s.peer(id)?.state === 'connected'), ids[1]);
   await receiver.evaluate((id) => {
     window.result = null;
     window.me.s.peer(id).on('file', (incoming) => {

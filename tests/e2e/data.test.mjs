@@ -5,37 +5,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BROWSERS, launch, startServer } from './harness.mjs';
-import { installPageHelpers, roomName } from './page.mjs';
+import { joinedPages } from './page.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
 after(async () => { await server.stop(); });
 
-/** Two pages (of one browser or two), each with a joined data-only session, connected. */
-async function pairOf(browsers, prefix) {
-  const pages = [];
-  for (const b of browsers) {
-    const page = await b.newPage();
-    await page.goto(`${server.url}/`);
-    await installPageHelpers(page);
-    pages.push(page);
-  }
-  const room = roomName(prefix);
-  const ids = [];
-  for (const page of pages) {
-    ids.push(await page.evaluate(async (room) => {
-      const { session } = window.rt;
-      window.me = await session(room, { media: false, url: '/signal' });
-      window.inbox = [];
-      window.me.s.on('message', ({ peer, data, channel }) => window.inbox.push({ from: peer.id, data, channel }));
-      await window.me.s.join();
-      return window.me.s.localPeerId;
-    }, room));
-  }
-  await Promise.all(pages.map((page, i) => page.evaluate((other) => window.rt.waitFor('connected',
-    () => window.me.s.peer(other)?.state === 'connected'), ids[1 - i])));
-  return { pages, ids };
-}
+const pairOf = (browsers, prefix) => joinedPages(server.url, browsers, prefix);
 
 for (const name of BROWSERS) {
   test(`${name}: 1,000 messages of every kind arrive intact and in order; send() resolves after the other app had them`, async () => {

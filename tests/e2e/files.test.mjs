@@ -5,48 +5,29 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BROWSERS, launch, startServer } from './harness.mjs';
-import { installPageHelpers, roomName } from './page.mjs';
+import { joinedPages } from './page.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
 after(async () => { await server.stop(); });
 
-async function pairOf(browsers, prefix) {
-  const pages = [];
-  for (const b of browsers) {
-    const page = await b.newPage();
-    await page.goto(`${server.url}/`);
-    await installPageHelpers(page);
-    pages.push(page);
-  }
-  const room = roomName(prefix);
-  const ids = [];
-  for (const page of pages) {
-    ids.push(await page.evaluate(async (room) => {
-      window.me = await window.rt.session(room, { media: false, url: '/signal' });
-      window.inbox = [];
-      window.me.s.on('message', ({ data }) => window.inbox.push(data));
-      window.hex = async (buffer) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', buffer))]
-        .map((b) => b.toString(16).padStart(2, '0')).join('');
-      // A file of `mib` MiB whose bytes depend on `seed`.
-      window.makeFile = (mib, seed) => {
-        const parts = [];
-        for (let m = 0; m < mib; m++) {
-          const chunk = new Uint32Array(256 * 1024);
-          let x = (seed * 2654435761 + m) >>> 0 || 1;
-          for (let i = 0; i < chunk.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; chunk[i] = x >>> 0; }
-          parts.push(chunk);
-        }
-        return new File(parts, `test-${seed}.bin`, { type: 'application/octet-stream' });
-      };
-      await window.me.s.join();
-      return window.me.s.localPeerId;
-    }, room));
-  }
-  await Promise.all(pages.map((page, i) => page.evaluate((other) => window.rt.waitFor('connected',
-    () => window.me.s.peer(other)?.state === 'connected'), ids[1 - i])));
-  return { pages, ids };
+/** In each page: `hex(buffer)` (SHA-256) and `makeFile(mib, seed)`, a File of seeded bytes. */
+function fileHelpers() {
+  window.hex = async (buffer) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', buffer))]
+    .map((b) => b.toString(16).padStart(2, '0')).join('');
+  window.makeFile = (mib, seed) => {
+    const parts = [];
+    for (let m = 0; m < mib; m++) {
+      const chunk = new Uint32Array(256 * 1024);
+      let x = (seed * 2654435761 + m) >>> 0 || 1;
+      for (let i = 0; i < chunk.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; chunk[i] = x >>> 0; }
+      parts.push(chunk);
+    }
+    return new File(parts, `test-${seed}.bin`, { type: 'application/octet-stream' });
+  };
 }
+
+const pairOf = (browsers, prefix) => joinedPages(server.url, browsers, prefix, fileHelpers);
 
 test('chromium ⇄ firefox: a 64 MiB file each way, verified, progress monotone to 100 % on both sides', async () => {
   const [chromium, firefox] = [await launch('chromium'), await launch('firefox')];
@@ -155,7 +136,7 @@ for (const name of BROWSERS) {
         return { ok, before };
       }, bId);
       assert.deepEqual(chat, { ok: true, before: true });
-      assert.deepEqual(await b.evaluate(() => window.inbox), ['while the file goes']);
+      assert.deepEqual(await b.evaluate(() => window.inbox.map((m) => m.data)), ['while the file goes']);
 
       // The receiver leaves mid-file: the sender's transfer fails with peer-left.
       await b.evaluate(() => { window.plan.push('accept'); });

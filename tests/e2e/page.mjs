@@ -70,3 +70,33 @@ export async function installPageHelpers(page) {
 export function roomName(prefix) {
   return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/**
+ * One page per browser given, at `serverUrl`, each with a joined data-only session in one new
+ * room, connected to every other. `setup` (a page function) runs in each page first. Messages
+ * land in `window.inbox` as `{ from, data, channel }`. Resolves `{ pages, ids }`.
+ */
+export async function joinedPages(serverUrl, browsers, prefix, setup = () => {}) {
+  const pages = [];
+  for (const b of browsers) {
+    const page = await b.newPage();
+    await page.goto(`${serverUrl}/`);
+    await installPageHelpers(page);
+    await page.evaluate(setup);
+    pages.push(page);
+  }
+  const room = roomName(prefix);
+  const ids = [];
+  for (const page of pages) {
+    ids.push(await page.evaluate(async (room) => {
+      window.me = await window.rt.session(room, { media: false, url: '/signal' });
+      window.inbox = [];
+      window.me.s.on('message', ({ peer, data, channel }) => window.inbox.push({ from: peer.id, data, channel }));
+      await window.me.s.join();
+      return window.me.s.localPeerId;
+    }, room));
+  }
+  await Promise.all(pages.map((page, i) => page.evaluate((others) => Promise.all(others.map((other) => window.rt.waitFor(
+    'connected', () => window.me.s.peer(other)?.state === 'connected'))), ids.filter((_, j) => j !== i))));
+  return { pages, ids };
+}
