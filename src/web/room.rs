@@ -1062,13 +1062,7 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
         }
         RoomEvent::LeaveDone => {
             let waiters = std::mem::take(&mut shared.state.borrow_mut().leave_waiters);
-            for resolve in waiters {
-                app_call(
-                    shared,
-                    &resolve,
-                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
-                );
-            }
+            resolve_all(shared, waiters);
         }
         RoomEvent::TraceStarted { generation } => {
             emit(
@@ -1254,13 +1248,7 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
                 st.app_pcs.retain(|(id, _)| *id != pc);
                 take_waiters(&mut st.close_waiters, pc)
             };
-            for resolve in waiters {
-                app_call(
-                    shared,
-                    &resolve,
-                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
-                );
-            }
+            resolve_all(shared, waiters);
         }
         RoomEvent::TraceOpened { generation } => {
             let waiters = take_open_waiters(shared, generation);
@@ -1292,18 +1280,22 @@ fn room_event(shared: &Rc<Shared>, event: RoomEvent<Js>) {
         }
         RoomEvent::TraceFinalsDone { generation } => {
             let waiters = take_waiters(&mut shared.state.borrow_mut().final_waiters, generation);
-            for resolve in waiters {
-                app_call(
-                    shared,
-                    &resolve,
-                    [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
-                );
-            }
+            resolve_all(shared, waiters);
         }
     }
 }
 
-/// The waiters for `key`, removed from `list`.
+/// Resolves every one of `waiters` with `undefined` (after the loop, like every app call).
+fn resolve_all(shared: &Shared, waiters: Vec<Function>) {
+    for resolve in waiters {
+        app_call(
+            shared,
+            &resolve,
+            [JsValue::UNDEFINED, JsValue::UNDEFINED, JsValue::UNDEFINED],
+        );
+    }
+}
+
 /// Takes the `(resolve, reject)` pair waiting under `key`.
 fn take_pair(list: &mut Vec<(u32, Function, Function)>, key: u32) -> Option<(Function, Function)> {
     let index = list.iter().position(|(k, _, _)| *k == key)?;
@@ -1322,6 +1314,7 @@ fn settle_pair(shared: &Shared, pair: Option<(Function, Function)>, result: Resu
     }
 }
 
+/// The waiters for `key`, removed from `list`.
 fn take_waiters(list: &mut Vec<(u32, Function)>, key: u32) -> Vec<Function> {
     let mut mine = Vec::new();
     list.retain(|(k, f)| {
