@@ -243,6 +243,20 @@ fn the_read_ahead_stops_at_the_window_until_the_receiver_confirms() {
     assert_eq!(p.a.done.len(), 1);
 }
 
+/// A 5 MiB transfer `id`, accepted, with its first slice sent; reads are served by hand.
+fn mid_file(id: TransferId) -> (Pair, TransferId) {
+    let mut p = Pair::new();
+    p.serve = false;
+    p.offer(id, content(5 << 20));
+    let incoming = p.b.offers[0].0;
+    p.b.files.accept(incoming);
+    p.pump();
+    let (t, offset, len) = p.a.reads[0];
+    p.serve_read(true, t, offset, len);
+    p.pump();
+    (p, incoming)
+}
+
 #[test]
 fn rejected_cancelled_either_side_tampered_or_gone_each_ends_with_its_error() {
     // Rejected.
@@ -255,15 +269,7 @@ fn rejected_cancelled_either_side_tampered_or_gone_each_ends_with_its_error() {
     assert!(p.a.reads.is_empty());
 
     // The sender cancels mid-file.
-    let mut p = Pair::new();
-    p.serve = false;
-    p.offer(2, content(5 << 20));
-    let incoming = p.b.offers[0].0;
-    p.b.files.accept(incoming);
-    p.pump();
-    let (t, offset, len) = p.a.reads[0];
-    p.serve_read(true, t, offset, len);
-    p.pump();
+    let (mut p, incoming) = mid_file(2);
     p.a.files.cancel(2, "changed my mind");
     p.pump();
     assert_eq!(p.a.failed.get(&2), Some(&"cancelled"));
@@ -271,15 +277,7 @@ fn rejected_cancelled_either_side_tampered_or_gone_each_ends_with_its_error() {
     assert!(p.b.done.is_empty());
 
     // The receiver cancels mid-file.
-    let mut p = Pair::new();
-    p.serve = false;
-    p.offer(3, content(5 << 20));
-    let incoming = p.b.offers[0].0;
-    p.b.files.accept(incoming);
-    p.pump();
-    let (t, offset, len) = p.a.reads[0];
-    p.serve_read(true, t, offset, len);
-    p.pump();
+    let (mut p, incoming) = mid_file(3);
     p.b.files.cancel(incoming, "too big");
     p.pump();
     assert_eq!(p.a.failed.get(&3), Some(&"cancelled"));
